@@ -1,0 +1,10 @@
+#![forbid(unsafe_code)]
+//! signup-bridge: an Azure Functions custom handler that gives Microsoft Entra External ID
+//! a sign-up validation extension (AttributeSubmit) and a reliable after-sign-up hook
+//! (PollAuditLogs, ProvisionUser).
+
+pub mod attribute_submit;
+pub mod functions_host;
+pub mod logging;
+pub mod poll_audit_logs;
+pub mod settings;
