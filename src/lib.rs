@@ -8,3 +8,4 @@ pub mod functions_host;
 pub mod logging;
 pub mod poll_audit_logs;
 pub mod settings;
+pub mod startup;

@@ -14,11 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use warp::http::{HeaderValue, Method, StatusCode, header};
 
-/// Timeouts for fetching signing keys: generous in the background, short when a request waits.
-const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-const JWKS_MISS_WAIT: Duration = Duration::from_millis(400);
-const JWKS_UNKNOWN_KID_MIN_INTERVAL: Duration = Duration::from_secs(30);
-
 /// Outbound HTTP: rustls with the platform verifier (OS store, `SSL_CERT_FILE`,
 /// `SSL_CERT_DIR`) and the system proxy settings (`HTTPS_PROXY`).
 pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
@@ -56,16 +51,12 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Handler> {
 
     let caller_check = match &submit_settings.token_validation {
         TokenValidation::Enabled(validation) => {
-            let keys = Arc::new(JwksCache::new(
-                JwksConfig {
-                    urls: validation.jwks_urls.clone(),
-                    fetch_timeout: JWKS_FETCH_TIMEOUT,
-                    refresh_interval: validation.jwks_refresh_interval,
-                    unknown_kid_min_interval: JWKS_UNKNOWN_KID_MIN_INTERVAL,
-                    miss_wait: JWKS_MISS_WAIT,
-                },
-                http_client(JWKS_FETCH_TIMEOUT)?,
-            ));
+            let jwks_config = JwksConfig {
+                refresh_interval: validation.jwks_refresh_interval,
+                ..JwksConfig::new(validation.jwks_urls.clone())
+            };
+            let http = http_client(jwks_config.fetch_timeout)?;
+            let keys = Arc::new(JwksCache::new(jwks_config, http));
             // Keys are fetched in the background so the readiness probe answers at once.
             background_tasks.push(keys.spawn_background_refresh());
             let config = TokenValidationConfig { tenant_id: validation.tenant_id, audiences: validation.audiences.clone() };

@@ -2,6 +2,7 @@
 //! under `func start`), validated at start-up. A bad setting stops the process with a
 //! message that names it and says what a good value looks like.
 
+use crate::attribute_submit::jwks::default_jwks_urls;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -264,17 +265,6 @@ impl Settings {
             },
         })
     }
-}
-
-/// The two key endpoints an external tenant's tokens are signed with.
-pub fn default_jwks_urls(tenant_id: &Uuid) -> Vec<Url> {
-    [
-        format!("https://{tenant_id}.ciamlogin.com/{tenant_id}/discovery/v2.0/keys"),
-        format!("https://login.microsoftonline.com/{tenant_id}/discovery/v2.0/keys"),
-    ]
-    .iter()
-    .map(|url| Url::parse(url).expect("a well-formed URL built from a GUID"))
-    .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,112 @@
+//! Starts the real `signup-bridge` binary the way the Functions host does: a free port in
+//! `FUNCTIONS_CUSTOMHANDLER_PORT`, `GET /` polled every 25 ms until any response, then
+//! invocations to `/{FunctionName}` and forwarded requests to `/api/...`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_signup-bridge");
+
+/// Settings the handler must not inherit from the developer's shell.
+const SCRUBBED: &[&str] = &[
+    "ENTRA_TENANT_ID",
+    "EXTENSION_APP_ID",
+    "EXTENSION_JWKS_URLS",
+    "EXTENSION_AUDIENCES",
+    "EXTENSION_SKIP_TOKEN_VALIDATION",
+    "SIGNUP_RULES_PATH",
+    "WEBSITE_INSTANCE_ID",
+    "FUNCTIONS_CUSTOMHANDLER_PORT",
+];
+
+pub struct RunningHandler {
+    child: Child,
+    pub base_url: String,
+    pub started_in: Duration,
+    logs: tempfile::TempDir,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn command(env: &[(&str, &str)], logs: &tempfile::TempDir) -> Command {
+    let mut command = Command::new(BINARY);
+    command.arg("serve");
+    for name in SCRUBBED {
+        command.env_remove(name);
+    }
+    command.env("RUST_LOG", "info");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let stdout = std::fs::File::create(logs.path().join("stdout.log")).unwrap();
+    let stderr = std::fs::File::create(logs.path().join("stderr.log")).unwrap();
+    command.stdin(Stdio::null()).stdout(stdout).stderr(stderr).kill_on_drop(true);
+    command
+}
+
+impl RunningHandler {
+    /// Starts the handler with these settings and waits for the readiness probe to answer.
+    pub async fn start(env: &[(&str, &str)]) -> RunningHandler {
+        let logs = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let port_text = port.to_string();
+        let mut all_env = env.to_vec();
+        all_env.push(("FUNCTIONS_CUSTOMHANDLER_PORT", &port_text));
+        let started = Instant::now();
+        let mut child = command(&all_env, &logs).spawn().expect("the binary starts");
+        let base_url = format!("http://127.0.0.1:{port}");
+        let probe = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().unwrap();
+        loop {
+            if let Ok(response) = probe.get(format!("{base_url}/")).send().await {
+                assert!(response.status().is_success(), "GET / answered {}", response.status());
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let stderr = std::fs::read_to_string(logs.path().join("stderr.log")).unwrap_or_default();
+                panic!("the handler exited with {status} before it was ready:\n{stderr}");
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "the handler was not ready within 30 s");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        RunningHandler { child, base_url, started_in: started.elapsed(), logs }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.logs.path().join("stdout.log")).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.logs.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.logs.path().to_path_buf()
+    }
+}
+
+/// Runs `serve` with settings that must stop start-up; returns the exit code and stderr.
+pub async fn start_expecting_failure(env: &[(&str, &str)]) -> (i32, String) {
+    let logs = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let mut all_env = env.to_vec();
+    all_env.push(("FUNCTIONS_CUSTOMHANDLER_PORT", &port));
+    let mut child = command(&all_env, &logs).spawn().expect("the binary starts");
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("start-up with bad settings must stop, not serve")
+        .unwrap();
+    let stderr = std::fs::read_to_string(logs.path().join("stderr.log")).unwrap_or_default();
+    (status.code().unwrap_or(-1), stderr)
+}
