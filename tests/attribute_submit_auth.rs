@@ -5,8 +5,8 @@
 mod support;
 
 use serde_json::{Value, json};
+use support::extension::{ExtensionFixture, IDENTIFIER_URI};
 use support::handler::{RunningHandler, start_expecting_failure};
-use support::jwks_server::JwksServer;
 use support::tokens::{
     CLIENT_ID, TENANT, TestSigningKey, alg_none, bearer, hs256_with_public_key, now, tampered, valid_claims,
     valid_claims_v1, with_claim,
@@ -15,51 +15,13 @@ use support::tokens::{
 const SAMPLE: &str = include_str!("fixtures/samples/attribute-collection-submit-request.json");
 const OTHER_TENANT: &str = "ffffeeee-0000-cccc-1111-dddd2222eeee";
 
-struct Fixture {
-    handler: RunningHandler,
-    key: TestSigningKey,
-    _jwks: JwksServer,
-    client: reqwest::Client,
-}
-
-impl Fixture {
-    async fn start() -> Fixture {
-        let key = TestSigningKey::generate("test-key-1");
-        let jwks = JwksServer::start(vec![key.jwk_json()]);
-        let jwks_url = jwks.url().to_string();
-        let handler = RunningHandler::start(&[
-            ("ENTRA_TENANT_ID", TENANT),
-            ("EXTENSION_APP_ID", CLIENT_ID),
-            ("EXTENSION_AUDIENCES", "api://signup.contoso.example/11112222-bbbb-3333-cccc-4444dddd5555"),
-            ("EXTENSION_JWKS_URLS", &jwks_url),
-        ])
-        .await;
-        Fixture { handler, key, _jwks: jwks, client: reqwest::Client::new() }
-    }
-
-    async fn submit(&self, authorization: Option<String>) -> (u16, Value, reqwest::header::HeaderMap) {
-        let mut request = self
-            .client
-            .post(self.handler.url("/api/AttributeSubmit"))
-            .header("Content-Type", "application/json")
-            .body(SAMPLE);
-        if let Some(authorization) = authorization {
-            request = request.header("Authorization", authorization);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        (status, response.json().await.unwrap(), headers)
-    }
-}
-
 fn is_continue(body: &Value) -> bool {
     body["data"]["actions"][0]["@odata.type"] == "microsoft.graph.attributeCollectionSubmit.continueWithDefaultBehavior"
 }
 
 #[tokio::test]
 async fn valid_tokens_in_every_accepted_form_get_an_action() {
-    let fixture = Fixture::start().await;
+    let fixture = ExtensionFixture::start(&[]).await;
     let accepted = [
         ("v2, ciamlogin issuer, client id audience", valid_claims(TENANT, CLIENT_ID)),
         (
@@ -71,19 +33,19 @@ async fn valid_tokens_in_every_accepted_form_get_an_action() {
             with_claim(&valid_claims(TENANT, CLIENT_ID), "iss", json!(format!("https://contoso.ciamlogin.com/{TENANT}/v2.0"))),
         ),
         ("v2, api://<client id> audience", valid_claims(TENANT, &format!("api://{CLIENT_ID}"))),
-        ("v2, configured identifier URI", valid_claims(TENANT, &format!("api://signup.contoso.example/{CLIENT_ID}"))),
+        ("v2, configured identifier URI", valid_claims(TENANT, IDENTIFIER_URI)),
         ("v1 token (appid, sts.windows.net)", valid_claims_v1(TENANT, CLIENT_ID)),
     ];
     for (case, claims) in accepted {
-        let (status, body, _) = fixture.submit(Some(bearer(&fixture.key.sign(&claims)))).await;
-        assert_eq!(status, 200, "{case}: {body}");
-        assert!(is_continue(&body), "{case}: {body}");
+        let reply = fixture.post(Some(&bearer(&fixture.key.sign(&claims))), SAMPLE).await;
+        assert_eq!(reply.status, 200, "{case}: {}", reply.body);
+        assert!(is_continue(&reply.body), "{case}: {}", reply.body);
     }
 }
 
 #[tokio::test]
 async fn every_bad_token_is_401_with_an_opaque_body() {
-    let fixture = Fixture::start().await;
+    let fixture = ExtensionFixture::start(&[]).await;
     let key = &fixture.key;
     let good = valid_claims(TENANT, CLIENT_ID);
     let stranger = TestSigningKey::generate("unknown-kid");
@@ -121,11 +83,11 @@ async fn every_bad_token_is_401_with_an_opaque_body() {
 
     let mut opaque_bodies = std::collections::BTreeSet::new();
     for (case, authorization) in matrix {
-        let (status, body, headers) = fixture.submit(authorization).await;
-        assert_eq!(status, 401, "{case}: {body}");
-        assert_eq!(headers["www-authenticate"], "Bearer", "{case}");
-        assert_eq!(headers["content-type"], "application/json", "{case}");
-        opaque_bodies.insert(body.to_string());
+        let reply = fixture.post(authorization.as_deref(), SAMPLE).await;
+        assert_eq!(reply.status, 401, "{case}: {}", reply.body);
+        assert_eq!(reply.headers["www-authenticate"], "Bearer", "{case}");
+        assert_eq!(reply.headers["content-type"], "application/json", "{case}");
+        opaque_bodies.insert(reply.body.to_string());
     }
     // One body for every reason: the caller learns nothing about which check failed.
     assert_eq!(opaque_bodies.len(), 1, "{opaque_bodies:?}");

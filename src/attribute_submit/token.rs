@@ -73,7 +73,8 @@ pub enum TokenError {
     Expired,
     #[error("token is not yet valid (nbf)")]
     NotYetValid,
-    #[error("token lacks the `{0}` claim")]
+    /// Absent, or (for `exp`) not a number.
+    #[error("token has no valid `{0}` claim")]
     MissingClaim(&'static str),
     #[error("a token claim has the wrong type or format")]
     MalformedClaims,
@@ -126,10 +127,19 @@ impl TokenValidator {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.validate_aud = true;
-        validation.set_audience(&config.audiences);
+        // Entra writes GUIDs in lower case; accept a client id configured in any case.
+        let audiences: Vec<String> = config
+            .audiences
+            .iter()
+            .map(|aud| match uuid::Uuid::try_parse(aud.trim()) {
+                Ok(id) => id.hyphenated().to_string(),
+                Err(_) => aud.trim().to_owned(),
+            })
+            .collect();
+        validation.set_audience(&audiences);
         // `iss` is matched below (one accepted form is a pattern), but must be present.
         validation.set_required_spec_claims(&["exp", "aud", "iss"]);
-        if config.audiences.is_empty() {
+        if audiences.is_empty() {
             log::warn!("no token audiences configured: every request will be rejected");
         }
         Self {
@@ -251,6 +261,8 @@ fn check_header(token: &str) -> Result<String, TokenError> {
     if payload.is_empty() || signature.is_empty() {
         return Err(TokenError::MalformedToken);
     }
+    // The library's own header parse, so later JSON errors can only come from the claims.
+    jsonwebtoken::decode_header(token).map_err(|_| TokenError::MalformedToken)?;
     header
         .kid
         .filter(|kid| !kid.is_empty())
@@ -259,10 +271,9 @@ fn check_header(token: &str) -> Result<String, TokenError> {
 
 fn map_jwt_error(kind: &ErrorKind) -> TokenError {
     match kind {
-        ErrorKind::InvalidToken
-        | ErrorKind::Base64(_)
-        | ErrorKind::Json(_)
-        | ErrorKind::Utf8(_) => TokenError::MalformedToken,
+        ErrorKind::InvalidToken | ErrorKind::Base64(_) => TokenError::MalformedToken,
+        // The header has been parsed already (`check_header`): this is the claims set.
+        ErrorKind::Json(_) | ErrorKind::Utf8(_) => TokenError::MalformedClaims,
         ErrorKind::InvalidSignature => TokenError::BadSignature,
         ErrorKind::ExpiredSignature => TokenError::Expired,
         ErrorKind::ImmatureSignature => TokenError::NotYetValid,
