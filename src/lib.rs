@@ -4,8 +4,12 @@
 //! (PollAuditLogs, ProvisionUser).
 
 pub mod attribute_submit;
+pub mod check;
+pub mod credentials;
 pub mod functions_host;
+pub mod graph;
 pub mod logging;
 pub mod poll_audit_logs;
+pub mod retry;
 pub mod settings;
 pub mod startup;

@@ -6,7 +6,11 @@ use signup_bridge::{logging, settings::Settings, startup};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "signup-bridge", version, about = "Entra External ID sign-up validation and after-sign-up provisioning")]
+#[command(
+    name = "signup-bridge",
+    version,
+    about = "Entra External ID sign-up validation and after-sign-up provisioning"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

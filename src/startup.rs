@@ -59,7 +59,10 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Handler> {
             let keys = Arc::new(JwksCache::new(jwks_config, http));
             // Keys are fetched in the background so the readiness probe answers at once.
             background_tasks.push(keys.spawn_background_refresh());
-            let config = TokenValidationConfig { tenant_id: validation.tenant_id, audiences: validation.audiences.clone() };
+            let config = TokenValidationConfig {
+                tenant_id: validation.tenant_id,
+                audiences: validation.audiences.clone(),
+            };
             CallerCheck::Token(Arc::new(TokenValidator::new(config, keys)))
         }
         TokenValidation::Disabled => {
@@ -72,21 +75,33 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Handler> {
     let attribute_submit = Arc::new(AttributeSubmit::new(caller_check, rules));
 
     let functions = FunctionTable::new()
-        .forwarded_http(&format!("/api/{}", attribute_submit::FUNCTION_NAME), &[Method::POST], move |request| {
-            let attribute_submit = attribute_submit.clone();
-            async move {
-                let authorization = request.headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-                let reply = attribute_submit.handle(authorization, &request.body).await;
-                let mut response = HttpResponse::json(reply.status, reply.body);
-                if reply.status == StatusCode::UNAUTHORIZED {
-                    response.headers.push((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        .forwarded_http(
+            &format!("/api/{}", attribute_submit::FUNCTION_NAME),
+            &[Method::POST],
+            move |request| {
+                let attribute_submit = attribute_submit.clone();
+                async move {
+                    let authorization = request
+                        .headers
+                        .get(header::AUTHORIZATION)
+                        .and_then(|value| value.to_str().ok());
+                    let reply = attribute_submit.handle(authorization, &request.body).await;
+                    let mut response = HttpResponse::json(reply.status, reply.body);
+                    if reply.status == StatusCode::UNAUTHORIZED {
+                        response
+                            .headers
+                            .push((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+                    }
+                    response
                 }
-                response
-            }
-        })
+            },
+        )
         .invocation(poll_audit_logs::FUNCTION_NAME, poll_audit_logs::invoke);
 
-    Ok(Handler { functions, background_tasks })
+    Ok(Handler {
+        functions,
+        background_tasks,
+    })
 }
 
 /// Serves the handler on `listener` (or `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT`) until `shutdown`.
@@ -100,7 +115,12 @@ pub async fn serve(
         Some(listener) => listener,
         None => tokio::net::TcpListener::bind(("127.0.0.1", settings.port))
             .await
-            .with_context(|| format!("FUNCTIONS_CUSTOMHANDLER_PORT: cannot listen on 127.0.0.1:{}", settings.port))?,
+            .with_context(|| {
+                format!(
+                    "FUNCTIONS_CUSTOMHANDLER_PORT: cannot listen on 127.0.0.1:{}",
+                    settings.port
+                )
+            })?,
     };
     log::info!("listening on {}", listener.local_addr()?);
     functions_host::serve(handler.functions.clone(), listener, shutdown).await;

@@ -8,7 +8,8 @@ use support::extension::ExtensionFixture;
 use support::handler::start_expecting_failure;
 
 const SAMPLE: &str = include_str!("fixtures/samples/attribute-collection-submit-request.json");
-const SAMPLE_NO_IDENTITIES: &str = include_str!("fixtures/samples/attribute-collection-submit-request-no-identities.json");
+const SAMPLE_NO_IDENTITIES: &str =
+    include_str!("fixtures/samples/attribute-collection-submit-request-no-identities.json");
 const START_SAMPLE_TYPE: &str = "microsoft.graph.authenticationEvent.attributeCollectionStart";
 const EXAMPLE_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/signup-rules.example.toml");
 
@@ -18,7 +19,10 @@ fn sample_with_attributes(attributes: Value, identities: Option<Value>) -> Strin
     match identities {
         Some(identities) => request["data"]["userSignUpInfo"]["identities"] = identities,
         None => {
-            request["data"]["userSignUpInfo"].as_object_mut().unwrap().remove("identities");
+            request["data"]["userSignUpInfo"]
+                .as_object_mut()
+                .unwrap()
+                .remove("identities");
         }
     }
     request.to_string()
@@ -42,7 +46,10 @@ async fn without_rules_every_sample_continues() {
         assert_eq!(reply.status, 200);
         assert_eq!(reply.headers["content-type"], "application/json");
         assert_eq!(reply.action(), "continueWithDefaultBehavior");
-        assert_eq!(reply.body["data"]["@odata.type"], "microsoft.graph.onAttributeCollectionSubmitResponseData");
+        assert_eq!(
+            reply.body["data"]["@odata.type"],
+            "microsoft.graph.onAttributeCollectionSubmitResponseData"
+        );
     }
 }
 
@@ -62,9 +69,17 @@ async fn the_example_rules_give_the_expected_action_for_each_sample() {
     assert_eq!(reply.action(), "showValidationError", "{}", reply.body);
     let action = reply.first_action();
     assert_eq!(action["message"], "Please fix the below errors to proceed.");
-    assert_eq!(action["attributeErrors"]["postalCode"], "Please enter a 5-digit postal code.");
+    assert_eq!(
+        action["attributeErrors"]["postalCode"],
+        "Please enter a 5-digit postal code."
+    );
     assert_eq!(action["attributeErrors"]["givenName"], "Please enter your first name.");
-    assert_eq!(action["attributeErrors"].as_object().unwrap().len(), 2, "{}", reply.body);
+    assert_eq!(
+        action["attributeErrors"].as_object().unwrap().len(),
+        2,
+        "{}",
+        reply.body
+    );
     assert!(action.get("attributes").is_none());
 
     // With both fixed, the normalised values come back, in the request's types.
@@ -75,7 +90,10 @@ async fn the_example_rules_give_the_expected_action_for_each_sample() {
     let attributes = &reply.first_action()["attributes"];
     assert_eq!(attributes["displayName"], "Ana Garcia");
     assert_eq!(attributes["country"], "ES");
-    assert!(attributes.get("city").is_none(), "unchanged values are not sent back: {attributes}");
+    assert!(
+        attributes.get("city").is_none(),
+        "unchanged values are not sent back: {attributes}"
+    );
 }
 
 #[tokio::test]
@@ -149,7 +167,9 @@ message = "That invitation code is not valid."
     ));
     let rules_path = rules.path().to_str().unwrap().to_string();
     let fixture = ExtensionFixture::start(&[("SIGNUP_RULES_PATH", &rules_path)]).await;
-    let email = |address: &str| Some(json!([{ "signInType": "email", "issuer": "contoso.onmicrosoft.com", "issuerAssignedId": address }]));
+    let email = |address: &str| {
+        Some(json!([{ "signInType": "email", "issuer": "contoso.onmicrosoft.com", "issuerAssignedId": address }]))
+    };
     let valid = || {
         json!({
             "givenName": string_attribute("Larissa"),
@@ -164,14 +184,18 @@ message = "That invitation code is not valid."
     };
 
     // All valid: continue.
-    let reply = fixture.submit(sample_with_attributes(valid(), email("larissa@contoso.com"))).await;
+    let reply = fixture
+        .submit(sample_with_attributes(valid(), email("larissa@contoso.com")))
+        .await;
     assert_eq!(reply.action(), "continueWithDefaultBehavior", "{}", reply.body);
 
     // Normalisers only: the changed values, by their full names, types kept.
     let mut attributes = valid();
     attributes["displayName"] = string_attribute("  larissa   price ");
     attributes["extension_9ce7f42908d14395aed7c48e9b6b957f_SpecialDiet"] = string_attribute(" Vegan , GLUTEN free");
-    let reply = fixture.submit(sample_with_attributes(attributes, email("larissa@contoso.com"))).await;
+    let reply = fixture
+        .submit(sample_with_attributes(attributes, email("larissa@contoso.com")))
+        .await;
     assert_eq!(reply.action(), "modifyAttributeValues", "{}", reply.body);
     assert_eq!(
         reply.first_action()["attributes"],
@@ -186,7 +210,9 @@ message = "That invitation code is not valid."
     attributes["extension_9ce7f42908d14395aed7c48e9b6b957f_graduationYear"]["value"] = json!(1900);
     attributes["extension_9ce7f42908d14395aed7c48e9b6b957f_universityGroups"]["value"] = json!("Alumni,Janitor");
     attributes["extension_9ce7f42908d14395aed7c48e9b6b957f_inviteCode"] = string_attribute("WELCOME-2025");
-    let reply = fixture.submit(sample_with_attributes(attributes, email("larissa@contoso.com"))).await;
+    let reply = fixture
+        .submit(sample_with_attributes(attributes, email("larissa@contoso.com")))
+        .await;
     assert_eq!(reply.action(), "showValidationError", "{}", reply.body);
     assert_eq!(reply.first_action()["message"], "Check the highlighted fields.");
     assert_eq!(
@@ -206,7 +232,9 @@ message = "That invitation code is not valid."
     let mut attributes = valid();
     attributes.as_object_mut().unwrap().remove("givenName");
     attributes["extension_9ce7f42908d14395aed7c48e9b6b957f_universityGroups"]["value"] = json!("Alumni,applicant");
-    let reply = fixture.submit(sample_with_attributes(attributes, email("larissa@contoso.com"))).await;
+    let reply = fixture
+        .submit(sample_with_attributes(attributes, email("larissa@contoso.com")))
+        .await;
     assert_eq!(reply.action(), "showBlockPage", "{}", reply.body);
     assert_eq!(reply.first_action()["title"], "Wrong portal");
     assert_eq!(reply.first_action()["message"], "Applicants use the admissions portal.");
@@ -222,7 +250,9 @@ message = "That invitation code is not valid."
     let reply = fixture.submit(sample_with_attributes(attributes, None)).await;
     assert_eq!(reply.action(), "showBlockPage", "{}", reply.body);
     // A look-alike domain is not a subdomain.
-    let reply = fixture.submit(sample_with_attributes(valid(), email("someone@notmailinator.com"))).await;
+    let reply = fixture
+        .submit(sample_with_attributes(valid(), email("someone@notmailinator.com")))
+        .await;
     assert_eq!(reply.action(), "continueWithDefaultBehavior", "{}", reply.body);
 }
 
@@ -234,7 +264,10 @@ fn hex_sha256(text: &str) -> String {
 #[tokio::test]
 async fn bodies_that_are_not_submit_requests_get_precise_4xx_errors() {
     let fixture = ExtensionFixture::start(&[]).await;
-    let start_request = SAMPLE.replace("authenticationEvent.attributeCollectionSubmit", "authenticationEvent.attributeCollectionStart");
+    let start_request = SAMPLE.replace(
+        "authenticationEvent.attributeCollectionSubmit",
+        "authenticationEvent.attributeCollectionStart",
+    );
     let bad_value = sample_with_attributes(
         json!({ "graduationYear": { "@odata.type": "microsoft.graph.int64DirectoryAttributeValue", "value": "twenty" } }),
         None,
@@ -244,9 +277,19 @@ async fn bodies_that_are_not_submit_requests_get_precise_4xx_errors() {
         ("not JSON", "{\"data\": ".to_string(), 400, "not valid JSON"),
         ("a JSON array", "[1,2]".to_string(), 400, "not a JSON object"),
         ("another event", start_request, 400, START_SAMPLE_TYPE),
-        ("no attributes", json!({ "type": "microsoft.graph.authenticationEvent.attributeCollectionSubmit", "data": {} }).to_string(), 400, "attributes"),
+        (
+            "no attributes",
+            json!({ "type": "microsoft.graph.authenticationEvent.attributeCollectionSubmit", "data": {} }).to_string(),
+            400,
+            "attributes",
+        ),
         ("a value of the wrong type", bad_value, 400, "graduationYear"),
-        ("over 64 KiB", format!("{{\"pad\": \"{}\"}}", "x".repeat(70 * 1024)), 413, "64 KiB"),
+        (
+            "over 64 KiB",
+            format!("{{\"pad\": \"{}\"}}", "x".repeat(70 * 1024)),
+            413,
+            "64 KiB",
+        ),
     ];
     for (case, body, status, mentions) in cases {
         let reply = fixture.submit(body).await;
@@ -270,7 +313,11 @@ async fn an_oversized_chunked_body_is_cut_off_with_413() {
 async fn other_methods_and_paths_get_json_errors() {
     let fixture = ExtensionFixture::start(&[]).await;
     let client = reqwest::Client::new();
-    let response = client.get(fixture.handler.url("/api/AttributeSubmit")).send().await.unwrap();
+    let response = client
+        .get(fixture.handler.url("/api/AttributeSubmit"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["content-type"], "application/json");
     for path in ["/api/Unknown", "/Unknown", "/api"] {
@@ -285,9 +332,18 @@ async fn other_methods_and_paths_get_json_errors() {
 #[tokio::test]
 async fn a_bad_rules_file_stops_start_up_naming_the_rule() {
     let cases = [
-        ("[[rule]]\nkind = \"pattern\"\nattribute = \"city\"\nregex = \"([a-z\"\nmessage = \"x\"\n", "rule #1"),
-        ("[[rule]]\nkind = \"required\"\nattribute = \"city\"\n\n[[rule]]\nkind = \"telepathy\"\nattribute = \"city\"\n", "rule #2"),
-        ("[[rule]]\nkind = \"required\"\nattribute = \"city\"\ncolour = \"blue\"\n", "colour"),
+        (
+            "[[rule]]\nkind = \"pattern\"\nattribute = \"city\"\nregex = \"([a-z\"\nmessage = \"x\"\n",
+            "rule #1",
+        ),
+        (
+            "[[rule]]\nkind = \"required\"\nattribute = \"city\"\n\n[[rule]]\nkind = \"telepathy\"\nattribute = \"city\"\n",
+            "rule #2",
+        ),
+        (
+            "[[rule]]\nkind = \"required\"\nattribute = \"city\"\ncolour = \"blue\"\n",
+            "colour",
+        ),
     ];
     for (text, names) in cases {
         let rules = rules_file(text);
@@ -297,6 +353,9 @@ async fn a_bad_rules_file_stops_start_up_naming_the_rule() {
         ])
         .await;
         assert_ne!(code, 0, "{text}");
-        assert!(stderr.contains("SIGNUP_RULES_PATH") && stderr.contains(names), "{names}: {stderr}");
+        assert!(
+            stderr.contains("SIGNUP_RULES_PATH") && stderr.contains(names),
+            "{names}: {stderr}"
+        );
     }
 }

@@ -21,7 +21,10 @@ fn function_folders() -> Vec<(String, Vec<Value>)> {
         let definition = path.join("function.json");
         if definition.is_file() {
             let name = path.file_name().unwrap().to_string_lossy().to_string();
-            let bindings = read_json(&definition)["bindings"].as_array().cloned().unwrap_or_default();
+            let bindings = read_json(&definition)["bindings"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             functions.push((name, bindings));
         }
     }
@@ -41,9 +44,15 @@ fn host_json_starts_the_handler_with_forwarding() {
     assert_eq!(handler["description"]["defaultExecutablePath"], "signup-bridge");
     assert_eq!(handler["description"]["arguments"], json!(["serve"]));
     assert_eq!(handler["enableForwardingHttpRequest"], true);
-    assert_eq!(host["extensionBundle"]["id"], "Microsoft.Azure.Functions.ExtensionBundle");
+    assert_eq!(
+        host["extensionBundle"]["id"],
+        "Microsoft.Azure.Functions.ExtensionBundle"
+    );
     assert_eq!(host["extensionBundle"]["version"], "[4.*, 5.0.0)");
-    assert!(host["functionTimeout"].is_string(), "functionTimeout is set deliberately");
+    assert!(
+        host["functionTimeout"].is_string(),
+        "functionTimeout is set deliberately"
+    );
 }
 
 #[test]
@@ -64,7 +73,10 @@ fn http_functions_meet_the_forwarding_condition() {
 #[test]
 fn the_timer_schedule_is_an_app_setting() {
     let functions = function_folders();
-    let (_, bindings) = functions.iter().find(|(name, _)| name == "PollAuditLogs").expect("PollAuditLogs folder");
+    let (_, bindings) = functions
+        .iter()
+        .find(|(name, _)| name == "PollAuditLogs")
+        .expect("PollAuditLogs folder");
     assert_eq!(bindings[0]["type"], "timerTrigger");
     assert_eq!(bindings[0]["schedule"], "%POLL_SCHEDULE%");
 }
@@ -72,7 +84,11 @@ fn the_timer_schedule_is_an_app_setting() {
 #[test]
 fn the_package_ignore_list_keeps_what_the_host_needs() {
     let ignore = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".funcignore")).unwrap();
-    let ignored: Vec<&str> = ignore.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let ignored: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
     for needed in ["host.json", "signup-bridge", "signup-rules.toml"] {
         assert!(!ignored.contains(&needed), ".funcignore must not exclude {needed}");
     }
@@ -100,7 +116,12 @@ async fn every_function_folder_has_a_route_in_the_handler() {
             assert_eq!(response.headers()["content-type"], "application/json", "{name}");
         } else {
             let payload = json!({ "Data": { bindings[0]["name"].as_str().unwrap(): {} }, "Metadata": {} });
-            let response = client.post(handler.url(&format!("/{name}"))).json(&payload).send().await.unwrap();
+            let response = client
+                .post(handler.url(&format!("/{name}")))
+                .json(&payload)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(response.status(), 200, "{name}: invocation route");
             assert_eq!(response.headers()["content-type"], "application/json", "{name}");
             let body: Value = response.json().await.unwrap();

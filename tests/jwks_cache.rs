@@ -7,16 +7,13 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use signup_bridge::attribute_submit::jwks::{JwksCache, JwksConfig, JwksError};
-use signup_bridge::attribute_submit::token::{
-    TokenError, TokenValidationConfig, TokenValidator, TokenVersion,
-};
+use signup_bridge::attribute_submit::token::{TokenError, TokenValidationConfig, TokenValidator, TokenVersion};
 use support::jwks_server::JwksServer;
 use support::tokens::*;
 
 static OLD: LazyLock<TestSigningKey> = LazyLock::new(|| TestSigningKey::generate("old"));
 static NEW: LazyLock<TestSigningKey> = LazyLock::new(|| TestSigningKey::generate("new"));
-static NEVER_SERVED: LazyLock<TestSigningKey> =
-    LazyLock::new(|| TestSigningKey::generate("never-served"));
+static NEVER_SERVED: LazyLock<TestSigningKey> = LazyLock::new(|| TestSigningKey::generate("never-served"));
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
@@ -183,10 +180,7 @@ async fn slow_refetch_is_abandoned_after_miss_wait_but_completes_for_later_reque
     // The request gives up long before the endpoint answers...
     assert_eq!(check(&validator, &NEW).await, Err(TokenError::UnknownKey));
     // ...but the refetch carries on and serves the next request without another fetch.
-    eventually("the abandoned refetch fills the cache", || {
-        cache.key_count() == 2
-    })
-    .await;
+    eventually("the abandoned refetch fills the cache", || cache.key_count() == 2).await;
     assert_eq!(check(&validator, &NEW).await, Ok(TokenVersion::V2));
     assert_eq!(server.request_count(), 2);
 }

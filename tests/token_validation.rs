@@ -85,11 +85,7 @@ async fn accepts_v2_token_with_each_accepted_issuer_form() {
         format!("https://login.microsoftonline.com/{TENANT}/v2.0"),
     ] {
         let claims = with_claim(&v2(), "iss", json!(iss));
-        assert_eq!(
-            f.check_claims(&claims).await,
-            Ok(caller(TokenVersion::V2)),
-            "{iss}"
-        );
+        assert_eq!(f.check_claims(&claims).await, Ok(caller(TokenVersion::V2)), "{iss}");
     }
 }
 
@@ -98,11 +94,7 @@ async fn accepts_each_configured_audience() {
     let f = fixture().await;
     for aud in audiences() {
         let claims = valid_claims(TENANT, &aud);
-        assert_eq!(
-            f.check_claims(&claims).await,
-            Ok(caller(TokenVersion::V2)),
-            "{aud}"
-        );
+        assert_eq!(f.check_claims(&claims).await, Ok(caller(TokenVersion::V2)), "{aud}");
     }
     // An audience array naming this extension among others is accepted as well.
     let claims = with_claim(&v2(), "aud", json!(["someone-else", CLIENT_ID]));
@@ -137,11 +129,7 @@ async fn accepts_clock_skew_within_leeway() {
 #[tokio::test]
 async fn rejects_v1_issuer_on_v2_token() {
     let f = fixture().await;
-    let claims = with_claim(
-        &v2(),
-        "iss",
-        json!(format!("https://sts.windows.net/{TENANT}/")),
-    );
+    let claims = with_claim(&v2(), "iss", json!(format!("https://sts.windows.net/{TENANT}/")));
     assert_eq!(f.check_claims(&claims).await, Err(TokenError::WrongIssuer));
 }
 
@@ -153,11 +141,7 @@ async fn rejects_v2_issuer_on_v1_token() {
         format!("https://login.microsoftonline.com/{TENANT}/v2.0"),
     ] {
         let claims = with_claim(&v1(), "iss", json!(iss));
-        assert_eq!(
-            f.check_claims(&claims).await,
-            Err(TokenError::WrongIssuer),
-            "{iss}"
-        );
+        assert_eq!(f.check_claims(&claims).await, Err(TokenError::WrongIssuer), "{iss}");
     }
 }
 
@@ -172,10 +156,7 @@ async fn rejects_expired_token() {
 async fn rejects_token_without_exp() {
     let f = fixture().await;
     let claims = with_claim(&v2(), "exp", Value::Null);
-    assert_eq!(
-        f.check_claims(&claims).await,
-        Err(TokenError::MissingClaim("exp"))
-    );
+    assert_eq!(f.check_claims(&claims).await, Err(TokenError::MissingClaim("exp")));
 }
 
 #[tokio::test]
@@ -195,17 +176,10 @@ async fn rejects_wrong_audience() {
         json!([]),
     ] {
         let claims = with_claim(&v2(), "aud", aud.clone());
-        assert_eq!(
-            f.check_claims(&claims).await,
-            Err(TokenError::WrongAudience),
-            "{aud}"
-        );
+        assert_eq!(f.check_claims(&claims).await, Err(TokenError::WrongAudience), "{aud}");
     }
     let claims = with_claim(&v2(), "aud", Value::Null);
-    assert_eq!(
-        f.check_claims(&claims).await,
-        Err(TokenError::MissingClaim("aud"))
-    );
+    assert_eq!(f.check_claims(&claims).await, Err(TokenError::MissingClaim("aud")));
 }
 
 #[tokio::test]
@@ -220,20 +194,13 @@ async fn rejects_wrong_issuer() {
         format!("https://contoso.ciamlogin.com/{OTHER_TENANT}/v2.0"),
         format!("https://login.microsoftonline.com/{TENANT}/v2.0/"),
         format!("https://login.microsoftonline.com/{TENANT}"),
-        format!("https://login.microsoftonline.com/common/v2.0"),
+        "https://login.microsoftonline.com/common/v2.0".to_owned(),
     ] {
         let claims = with_claim(&v2(), "iss", json!(iss));
-        assert_eq!(
-            f.check_claims(&claims).await,
-            Err(TokenError::WrongIssuer),
-            "{iss}"
-        );
+        assert_eq!(f.check_claims(&claims).await, Err(TokenError::WrongIssuer), "{iss}");
     }
     let claims = with_claim(&v2(), "iss", Value::Null);
-    assert_eq!(
-        f.check_claims(&claims).await,
-        Err(TokenError::MissingClaim("iss"))
-    );
+    assert_eq!(f.check_claims(&claims).await, Err(TokenError::MissingClaim("iss")));
 }
 
 #[tokio::test]
@@ -278,25 +245,16 @@ async fn rejects_wrong_tenant() {
     let claims = valid_claims(OTHER_TENANT, CLIENT_ID);
     assert_eq!(f.check_claims(&claims).await, Err(TokenError::WrongTenant));
     let claims = with_claim(&v2(), "tid", Value::Null);
-    assert_eq!(
-        f.check_claims(&claims).await,
-        Err(TokenError::MissingClaim("tid"))
-    );
+    assert_eq!(f.check_claims(&claims).await, Err(TokenError::MissingClaim("tid")));
 }
 
 #[tokio::test]
 async fn rejects_unsupported_token_version() {
     let f = fixture().await;
     let claims = with_claim(&v2(), "ver", json!("3.0"));
-    assert_eq!(
-        f.check_claims(&claims).await,
-        Err(TokenError::UnsupportedVersion)
-    );
+    assert_eq!(f.check_claims(&claims).await, Err(TokenError::UnsupportedVersion));
     let claims = with_claim(&v2(), "ver", Value::Null);
-    assert_eq!(
-        f.check_claims(&claims).await,
-        Err(TokenError::MissingClaim("ver"))
-    );
+    assert_eq!(f.check_claims(&claims).await, Err(TokenError::MissingClaim("ver")));
 }
 
 #[tokio::test]
@@ -328,11 +286,7 @@ async fn rejects_other_algorithms_in_the_header() {
     let f = fixture().await;
     for alg in ["RS384", "RS512", "PS256", "ES256", "rs256", "EdDSA"] {
         let token = KEY.sign_with_header(&json!({ "alg": alg, "kid": KEY.kid }), &v2());
-        assert_eq!(
-            f.check(&token).await,
-            Err(TokenError::DisallowedAlgorithm),
-            "{alg}"
-        );
+        assert_eq!(f.check(&token).await, Err(TokenError::DisallowedAlgorithm), "{alg}");
     }
 }
 
@@ -353,10 +307,7 @@ async fn rejects_unknown_kid() {
 #[tokio::test]
 async fn rejects_known_kid_with_signature_from_another_key() {
     let f = fixture().await;
-    let token = ROGUE.sign_with_header(
-        &json!({ "alg": "RS256", "typ": "JWT", "kid": KEY.kid }),
-        &v2(),
-    );
+    let token = ROGUE.sign_with_header(&json!({ "alg": "RS256", "typ": "JWT", "kid": KEY.kid }), &v2());
     assert_eq!(f.check(&token).await, Err(TokenError::BadSignature));
 }
 
@@ -365,23 +316,14 @@ async fn rejects_tampered_payload() {
     let f = fixture().await;
     let token = KEY.sign(&v2());
     assert!(f.check(&token).await.is_ok(), "the untampered token passes");
-    assert_eq!(
-        f.check(&tampered(&token)).await,
-        Err(TokenError::BadSignature)
-    );
+    assert_eq!(f.check(&tampered(&token)).await, Err(TokenError::BadSignature));
 }
 
 #[tokio::test]
 async fn rejects_missing_header() {
     let f = fixture().await;
-    assert_eq!(
-        f.validator.validate(None).await,
-        Err(TokenError::MissingHeader)
-    );
-    assert_eq!(
-        f.validator.validate(Some("")).await,
-        Err(TokenError::MissingHeader)
-    );
+    assert_eq!(f.validator.validate(None).await, Err(TokenError::MissingHeader));
+    assert_eq!(f.validator.validate(Some("")).await, Err(TokenError::MissingHeader));
 }
 
 #[tokio::test]
@@ -402,11 +344,7 @@ async fn rejects_malformed_header() {
         (format!("Bearer {token}.extra"), TokenError::MalformedToken),
     ];
     for (header, expected) in cases {
-        assert_eq!(
-            f.validator.validate(Some(&header)).await,
-            Err(expected),
-            "{header}"
-        );
+        assert_eq!(f.validator.validate(Some(&header)).await, Err(expected), "{header}");
     }
 }
 
@@ -415,10 +353,7 @@ async fn rejects_oversized_token_before_parsing() {
     let f = fixture().await;
     let padding = "x".repeat(20 * 1024);
     let token = KEY.sign(&with_claim(&v2(), "padding", json!(padding)));
-    assert!(matches!(
-        f.check(&token).await,
-        Err(TokenError::TooLong { .. })
-    ));
+    assert!(matches!(f.check(&token).await, Err(TokenError::TooLong { .. })));
 }
 
 #[tokio::test]

@@ -1,10 +1,13 @@
+# shellcheck shell=bash
 # Azurite (Azure Storage emulator) for scripts/test. Sourced, not executed.
 # Needs: ROOT, and say/die/port_open/log_tail from common.sh.
 
 AZURITE_DIR="$ROOT/tools/azurite"
 AZURITE_BIN="$AZURITE_DIR/node_modules/.bin/azurite"
+# shellcheck disable=SC2034 # the account and key are used by scripts/test
 AZURITE_ACCOUNT=devstoreaccount1
 # Azurite's fixed, publicly documented development key: not a secret.
+# shellcheck disable=SC2034
 AZURITE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 
 azurite_pinned_version() {
@@ -90,8 +93,7 @@ azurite_stop() {
     if [[ -n "$pid" ]] && grep -qa azurite "/proc/$pid/cmdline" 2>/dev/null; then
         say "stopping Azurite (pid $pid)"
         kill -TERM "$pid" 2>/dev/null || true
-        local i
-        for i in $(seq 50); do
+        for _ in $(seq 50); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for scripts/test. Sourced, not executed.
 
 say() { printf '==> %s\n' "$*"; }

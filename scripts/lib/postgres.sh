@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # A throwaway PostgreSQL cluster for scripts/test. Sourced, not executed.
 # Needs: say/die/warn/is_root/log_tail from common.sh.
 
@@ -12,7 +13,7 @@ pg_find_bin() {
         initdb=$(command -v initdb)
     else
         # Debian keeps the server binaries off PATH, one directory per major version.
-        initdb=$(ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1)
+        initdb=$(printf '%s\n' /usr/lib/postgresql/*/bin/initdb | grep -v '\*' | sort -V | tail -n 1 || true)
     fi
     [[ -n "$initdb" ]] || return 1
     PG_BIN=$(dirname "$(readlink -f "$initdb")")
@@ -93,7 +94,7 @@ pg_prepare_dir() {
 # initdb a fresh cluster in PG_BASE/data and start it on 127.0.0.1:PORT.
 pg_start() {
     local port=$1
-    say "starting PostgreSQL $("$PG_BIN/pg_ctl" --version | awk '{print $NF}') on 127.0.0.1:$port (as OS user $PG_OS_USER)"
+    say "starting PostgreSQL $("$PG_BIN/pg_ctl" --version | awk '{print $3}') on 127.0.0.1:$port (as OS user $PG_OS_USER)"
     as_pg "$PG_BASE" mkdir -p "$PG_BASE/sock"
     # --no-sync and the settings below trade durability for speed: the cluster is thrown away.
     if ! as_pg "$PG_BASE" "$PG_BIN/initdb" -D "$PG_BASE/data" -U "$PG_DB_USER" --auth=trust \

@@ -193,10 +193,7 @@ impl JwksCache {
 
 impl Inner {
     fn snapshot(&self) -> Arc<KeyMap> {
-        self.snapshot
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.snapshot.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// The running refresh, or a new one.
@@ -213,10 +210,7 @@ impl Inner {
             return Some(flight);
         }
         let min_interval = inner.config.unknown_kid_min_interval;
-        if state
-            .last_on_demand
-            .is_some_and(|at| at.elapsed() < min_interval)
-        {
+        if state.last_on_demand.is_some_and(|at| at.elapsed() < min_interval) {
             return None;
         }
         state.last_on_demand = Some(Instant::now());
@@ -247,8 +241,7 @@ impl Inner {
         if urls.is_empty() {
             return Err(JwksError::NoUrls);
         }
-        let results =
-            futures_util::future::join_all(urls.iter().map(|url| self.fetch_one(url))).await;
+        let results = futures_util::future::join_all(urls.iter().map(|url| self.fetch_one(url))).await;
 
         let mut per_source = lock(&self.per_source);
         let mut failed = 0;
@@ -299,10 +292,7 @@ impl Inner {
         if !status.is_success() {
             return Err(FetchError::Status(status));
         }
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_JWKS_BYTES as u64)
-        {
+        if response.content_length().is_some_and(|len| len > MAX_JWKS_BYTES as u64) {
             return Err(FetchError::TooLarge);
         }
         let mut body = Vec::new();
@@ -364,10 +354,7 @@ mod tests {
     #[test]
     fn default_urls_are_the_ciamlogin_and_login_endpoints() {
         let tid = uuid::Uuid::parse_str("aaaabbbb-0000-cccc-1111-dddd2222eeee").unwrap();
-        let urls: Vec<String> = default_jwks_urls(&tid)
-            .iter()
-            .map(|u| u.to_string())
-            .collect();
+        let urls: Vec<String> = default_jwks_urls(&tid).iter().map(|u| u.to_string()).collect();
         assert_eq!(
             urls,
             [
@@ -415,9 +402,6 @@ mod tests {
             parse_jwks(doc.to_string().as_bytes()),
             Err(FetchError::NoUsableKeys(1))
         ));
-        assert!(matches!(
-            parse_jwks(b"<html>"),
-            Err(FetchError::NotJwks(_))
-        ));
+        assert!(matches!(parse_jwks(b"<html>"), Err(FetchError::NotJwks(_))));
     }
 }

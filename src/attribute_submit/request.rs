@@ -109,19 +109,19 @@ impl SubmitRequest {
         // `type` is always sent by Entra; `data.@odata.type` too. Either one naming
         // another event is a misrouted call (for example the OnAttributeCollectionStart
         // extension pointed at this URL).
-        if let Some(event_type) = root.get("type").and_then(Value::as_str) {
-            if !event_type.eq_ignore_ascii_case(SUBMIT_EVENT_TYPE) {
-                return Err(RequestError::WrongEventType(printable(event_type)));
-            }
+        if let Some(event_type) = root.get("type").and_then(Value::as_str)
+            && !event_type.eq_ignore_ascii_case(SUBMIT_EVENT_TYPE)
+        {
+            return Err(RequestError::WrongEventType(printable(event_type)));
         }
         let data = root
             .get("data")
             .and_then(Value::as_object)
             .ok_or(RequestError::MissingAttributes)?;
-        if let Some(data_type) = odata_type(data) {
-            if !data_type.eq_ignore_ascii_case(SUBMIT_CALLOUT_DATA_TYPE) {
-                return Err(RequestError::WrongEventType(printable(data_type)));
-            }
+        if let Some(data_type) = odata_type(data)
+            && !data_type.eq_ignore_ascii_case(SUBMIT_CALLOUT_DATA_TYPE)
+        {
+            return Err(RequestError::WrongEventType(printable(data_type)));
         }
         if root.get("type").is_none() && odata_type(data).is_none() {
             return Err(RequestError::WrongEventType("(none)".to_string()));

@@ -50,7 +50,11 @@ pub enum RulesError {
     Messages(String),
     /// `label` is the kind and attribute, e.g. "pattern on `postalCode`".
     #[error("rule #{index} ({label}): {problem}")]
-    Rule { index: usize, label: String, problem: String },
+    Rule {
+        index: usize,
+        label: String,
+        problem: String,
+    },
 }
 
 impl Default for RuleSet {
@@ -86,8 +90,14 @@ impl RuleSet {
     }
 
     pub fn load(path: &Path) -> Result<RuleSet, RulesError> {
-        let text = std::fs::read_to_string(path).map_err(|error| RulesError::Read { path: path.to_path_buf(), error })?;
-        RuleSet::from_toml(&text).map_err(|error| RulesError::InFile { path: path.to_path_buf(), error: Box::new(error) })
+        let text = std::fs::read_to_string(path).map_err(|error| RulesError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        RuleSet::from_toml(&text).map_err(|error| RulesError::InFile {
+            path: path.to_path_buf(),
+            error: Box::new(error),
+        })
     }
 
     /// Number of `[[rule]]` tables.
@@ -105,12 +115,18 @@ impl RuleSet {
 
         if let Some(blocker) = self.blockers.iter().find(|blocker| blocker.blocks(&normalized)) {
             log::debug!("sign-up blocked by rule #{}", blocker.index);
-            return SubmitAction::ShowBlockPage { title: blocker.title.clone(), message: blocker.message.clone() };
+            return SubmitAction::ShowBlockPage {
+                title: blocker.title.clone(),
+                message: blocker.message.clone(),
+            };
         }
 
         let attribute_errors = self.validate(&normalized);
         if !attribute_errors.is_empty() {
-            return SubmitAction::ShowValidationError { message: self.validation_message.clone(), attribute_errors };
+            return SubmitAction::ShowValidationError {
+                message: self.validation_message.clone(),
+                attribute_errors,
+            };
         }
 
         let changed: BTreeMap<String, serde_json::Value> = normalized
@@ -132,7 +148,9 @@ impl RuleSet {
         for rule in &self.normalizers {
             for (name, value) in matching(&request.attributes, &rule.attribute) {
                 // Only strings: ints and booleans keep their type in the response.
-                let AttributeValue::String(original) = value else { continue };
+                let AttributeValue::String(original) = value else {
+                    continue;
+                };
                 let input = current.get(name.as_str()).map_or(original.as_str(), String::as_str);
                 let output = normalize::apply(&rule.steps, rule.each_item, input);
                 current.insert(name.as_str(), output);
@@ -146,7 +164,9 @@ impl RuleSet {
         }
         let mut normalized = request.clone();
         for (name, text) in current {
-            normalized.attributes.insert(name.to_string(), AttributeValue::String(text));
+            normalized
+                .attributes
+                .insert(name.to_string(), AttributeValue::String(text));
         }
         Cow::Owned(normalized)
     }
@@ -158,14 +178,20 @@ impl RuleSet {
             let mut present = false;
             for (name, value) in matching(&request.attributes, &rule.attribute) {
                 present = true;
-                let passes = if is_blank(value) { !matches!(rule.check, Check::Required) } else { rule.check.passes(value) };
+                let passes = if is_blank(value) {
+                    !matches!(rule.check, Check::Required)
+                } else {
+                    rule.check.passes(value)
+                };
                 if !passes {
                     errors.entry(name.clone()).or_insert_with(|| rule.message.clone());
                 }
             }
             if !present && matches!(rule.check, Check::Required) {
                 // Not in the request: the only name we have is the rule's.
-                errors.entry(rule.attribute.name.clone()).or_insert_with(|| rule.message.clone());
+                errors
+                    .entry(rule.attribute.name.clone())
+                    .or_insert_with(|| rule.message.clone());
             }
         }
         errors
@@ -232,8 +258,14 @@ struct Blocker {
 
 #[derive(Debug, Clone)]
 enum BlockCondition {
-    Attribute { attribute: AttributeRef, test: AttributeTest },
-    EmailDomain { allowed: Vec<DomainPattern>, blocked: Vec<DomainPattern> },
+    Attribute {
+        attribute: AttributeRef,
+        test: AttributeTest,
+    },
+    EmailDomain {
+        allowed: Vec<DomainPattern>,
+        blocked: Vec<DomainPattern>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -285,12 +317,26 @@ struct Validator {
 #[derive(Debug, Clone)]
 enum Check {
     Required,
-    Pattern { regex: Regex, each_item: bool },
-    Length { min: Option<usize>, max: Option<usize> },
-    Range { min: Option<i64>, max: Option<i64> },
+    Pattern {
+        regex: Regex,
+        each_item: bool,
+    },
+    Length {
+        min: Option<usize>,
+        max: Option<usize>,
+    },
+    Range {
+        min: Option<i64>,
+        max: Option<i64>,
+    },
     /// Lowercased unless `case_sensitive`.
-    AllowedValues { values: Vec<String>, case_sensitive: bool },
-    InviteCode { hashes: Vec<[u8; 32]> },
+    AllowedValues {
+        values: Vec<String>,
+        case_sensitive: bool,
+    },
+    InviteCode {
+        hashes: Vec<[u8; 32]>,
+    },
 }
 
 impl Check {
@@ -299,7 +345,10 @@ impl Check {
         match self {
             Check::Required => true,
             Check::Pattern { regex, each_item: true } => every_item(value, |item| regex.is_match(item)),
-            Check::Pattern { regex, each_item: false } => regex.is_match(&value.as_text()),
+            Check::Pattern {
+                regex,
+                each_item: false,
+            } => regex.is_match(&value.as_text()),
             Check::Length { min, max } => {
                 let length = value.as_text().chars().count();
                 min.is_none_or(|min| length >= min) && max.is_none_or(|max| length <= max)

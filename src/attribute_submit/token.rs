@@ -153,10 +153,7 @@ impl TokenValidator {
     }
 
     /// Checks the `Authorization` header value of one request.
-    pub async fn validate(
-        &self,
-        authorization_header: Option<&str>,
-    ) -> Result<ValidatedCaller, TokenError> {
+    pub async fn validate(&self, authorization_header: Option<&str>) -> Result<ValidatedCaller, TokenError> {
         let token = bearer_token(authorization_header)?;
         let kid = check_header(token)?;
 
@@ -221,14 +218,9 @@ fn bearer_token(header: Option<&str>) -> Result<&str, TokenError> {
     if value.len() > MAX_TOKEN_LEN + "Bearer ".len() {
         return Err(TokenError::TooLong { max: MAX_TOKEN_LEN });
     }
-    let (scheme, token) = value
-        .split_once([' ', '\t'])
-        .ok_or(TokenError::MalformedHeader)?;
+    let (scheme, token) = value.split_once([' ', '\t']).ok_or(TokenError::MalformedHeader)?;
     let token = token.trim_start_matches([' ', '\t']);
-    if !scheme.eq_ignore_ascii_case("bearer")
-        || token.is_empty()
-        || token.contains(char::is_whitespace)
-    {
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(char::is_whitespace) {
         return Err(TokenError::MalformedHeader);
     }
     if token.len() > MAX_TOKEN_LEN {
@@ -240,16 +232,12 @@ fn bearer_token(header: Option<&str>) -> Result<&str, TokenError> {
 /// Checks the JOSE header before any key lookup; returns the `kid`.
 fn check_header(token: &str) -> Result<String, TokenError> {
     let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(TokenError::MalformedToken);
     };
-    let header = URL_SAFE_NO_PAD
-        .decode(header)
-        .map_err(|_| TokenError::MalformedToken)?;
-    let header: RawHeader =
-        serde_json::from_slice(&header).map_err(|_| TokenError::MalformedToken)?;
+    let header = URL_SAFE_NO_PAD.decode(header).map_err(|_| TokenError::MalformedToken)?;
+    let header: RawHeader = serde_json::from_slice(&header).map_err(|_| TokenError::MalformedToken)?;
     // Algorithm first, so `alg: none` with an empty signature is reported as such.
     if header.alg.as_deref() != Some("RS256") {
         return Err(TokenError::DisallowedAlgorithm);
@@ -263,10 +251,7 @@ fn check_header(token: &str) -> Result<String, TokenError> {
     }
     // The library's own header parse, so later JSON errors can only come from the claims.
     jsonwebtoken::decode_header(token).map_err(|_| TokenError::MalformedToken)?;
-    header
-        .kid
-        .filter(|kid| !kid.is_empty())
-        .ok_or(TokenError::MissingKeyId)
+    header.kid.filter(|kid| !kid.is_empty()).ok_or(TokenError::MissingKeyId)
 }
 
 fn map_jwt_error(kind: &ErrorKind) -> TokenError {
@@ -285,9 +270,7 @@ fn map_jwt_error(kind: &ErrorKind) -> TokenError {
             "iss" => TokenError::MissingClaim("iss"),
             _ => TokenError::MalformedClaims,
         },
-        ErrorKind::InvalidClaimFormat(_) | ErrorKind::InvalidSubject => {
-            TokenError::MalformedClaims
-        }
+        ErrorKind::InvalidClaimFormat(_) | ErrorKind::InvalidSubject => TokenError::MalformedClaims,
         ErrorKind::InvalidAlgorithm
         | ErrorKind::MissingAlgorithm
         | ErrorKind::UnsupportedAlgorithm
@@ -329,11 +312,7 @@ mod tests {
             "Bearer a.b.c extra",
             "Bearera.b.c",
         ] {
-            assert_eq!(
-                bearer_token(Some(value)),
-                Err(TokenError::MalformedHeader),
-                "{value:?}"
-            );
+            assert_eq!(bearer_token(Some(value)), Err(TokenError::MalformedHeader), "{value:?}");
         }
     }
 
@@ -401,11 +380,7 @@ mod tests {
             "!!!.e30.c2ln".to_owned(),
             format!("{}.e30.c2ln", URL_SAFE_NO_PAD.encode("not json")),
         ] {
-            assert_eq!(
-                check_header(&token),
-                Err(TokenError::MalformedToken),
-                "{token}"
-            );
+            assert_eq!(check_header(&token), Err(TokenError::MalformedToken), "{token}");
         }
     }
 

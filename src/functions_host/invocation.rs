@@ -84,10 +84,10 @@ impl InvocationRequest {
 
 /// `"\"text\""` → `text`; anything that is not a JSON string literal is returned as is.
 fn decode_twice_encoded(raw: &str) -> String {
-    if raw.starts_with('"') {
-        if let Ok(inner) = serde_json::from_str::<String>(raw) {
-            return inner;
-        }
+    if raw.starts_with('"')
+        && let Ok(inner) = serde_json::from_str::<String>(raw)
+    {
+        return inner;
     }
     raw.to_string()
 }

@@ -2,6 +2,8 @@
 //! under `func start`), validated at start-up. A bad setting stops the process with a
 //! message that names it and says what a good value looks like.
 
+pub mod graph;
+
 use crate::attribute_submit::jwks::default_jwks_urls;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -247,14 +249,14 @@ impl Settings {
         };
 
         let rules_path = reader.raw("SIGNUP_RULES_PATH").map(PathBuf::from);
-        if let Some(path) = &rules_path {
-            if !path.is_file() {
-                reader.problem(
-                    "SIGNUP_RULES_PATH",
-                    "names a file that does not exist",
-                    "the path of a rules TOML file, or unset for no rules",
-                );
-            }
+        if let Some(path) = &rules_path
+            && !path.is_file()
+        {
+            reader.problem(
+                "SIGNUP_RULES_PATH",
+                "names a file that does not exist",
+                "the path of a rules TOML file, or unset for no rules",
+            );
         }
 
         reader.finish(Settings {

@@ -27,7 +27,10 @@ impl Reply {
         let actions = self.body["data"]["actions"].as_array().expect("an actions array");
         assert_eq!(actions.len(), 1, "exactly one action: {}", self.body);
         let odata_type = actions[0]["@odata.type"].as_str().expect("an action type");
-        odata_type.strip_prefix("microsoft.graph.attributeCollectionSubmit.").expect("a submit action").to_string()
+        odata_type
+            .strip_prefix("microsoft.graph.attributeCollectionSubmit.")
+            .expect("a submit action")
+            .to_string()
     }
 
     pub fn first_action(&self) -> &Value {
@@ -49,7 +52,12 @@ impl ExtensionFixture {
         ];
         env.extend_from_slice(extra);
         let handler = RunningHandler::start(&env).await;
-        ExtensionFixture { handler, key, jwks, client: reqwest::Client::new() }
+        ExtensionFixture {
+            handler,
+            key,
+            jwks,
+            client: reqwest::Client::new(),
+        }
     }
 
     pub fn valid_authorization(&self) -> String {

@@ -29,7 +29,11 @@ pub struct RunningHandler {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn command(env: &[(&str, &str)], logs: &tempfile::TempDir) -> Command {
@@ -44,7 +48,11 @@ fn command(env: &[(&str, &str)], logs: &tempfile::TempDir) -> Command {
     }
     let stdout = std::fs::File::create(logs.path().join("stdout.log")).unwrap();
     let stderr = std::fs::File::create(logs.path().join("stderr.log")).unwrap();
-    command.stdin(Stdio::null()).stdout(stdout).stderr(stderr).kill_on_drop(true);
+    command
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .kill_on_drop(true);
     command
 }
 
@@ -59,7 +67,10 @@ impl RunningHandler {
         let started = Instant::now();
         let mut child = command(&all_env, &logs).spawn().expect("the binary starts");
         let base_url = format!("http://127.0.0.1:{port}");
-        let probe = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().unwrap();
+        let probe = reqwest::Client::builder()
+            .timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
         loop {
             if let Ok(response) = probe.get(format!("{base_url}/")).send().await {
                 assert!(response.status().is_success(), "GET / answered {}", response.status());
@@ -69,10 +80,18 @@ impl RunningHandler {
                 let stderr = std::fs::read_to_string(logs.path().join("stderr.log")).unwrap_or_default();
                 panic!("the handler exited with {status} before it was ready:\n{stderr}");
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "the handler was not ready within 30 s");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the handler was not ready within 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        RunningHandler { child, base_url, started_in: started.elapsed(), logs }
+        RunningHandler {
+            child,
+            base_url,
+            started_in: started.elapsed(),
+            logs,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -71,10 +71,7 @@ impl TestSigningKey {
 
     /// An RS256 token with header `{"alg":"RS256","typ":"JWT","kid":<kid>}`.
     pub fn sign(&self, claims: &Value) -> String {
-        self.sign_with_header(
-            &json!({ "alg": "RS256", "typ": "JWT", "kid": self.kid }),
-            claims,
-        )
+        self.sign_with_header(&json!({ "alg": "RS256", "typ": "JWT", "kid": self.kid }), claims)
     }
 
     /// Signs `header.claims` with RS256 whatever the header says (so it may lie about `alg`
@@ -128,10 +125,7 @@ pub fn valid_claims_v1(tenant: &str, audience: &str) -> Value {
     map.remove("azpacr");
     map.insert("appid".into(), json!(AUTH_EVENTS_APP_ID));
     map.insert("appidacr".into(), json!("1"));
-    map.insert(
-        "iss".into(),
-        json!(format!("https://sts.windows.net/{tenant}/")),
-    );
+    map.insert("iss".into(), json!(format!("https://sts.windows.net/{tenant}/")));
     map.insert("ver".into(), json!("1.0"));
     claims
 }
@@ -156,18 +150,13 @@ pub fn bearer(token: &str) -> String {
 /// The token with its payload changed (an `oid` swapped) and the original signature kept.
 pub fn tampered(token: &str) -> String {
     let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature)) = (parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(header), Some(payload), Some(signature)) = (parts.next(), parts.next(), parts.next()) else {
         panic!("tampered() needs a three-part token");
     };
     let mut claims: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url payload"))
-            .expect("JSON payload");
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url payload")).expect("JSON payload");
     claims["oid"] = json!("99999999-9999-9999-9999-999999999999");
-    format!(
-        "{header}.{}.{signature}",
-        b64url(claims.to_string().as_bytes())
-    )
+    format!("{header}.{}.{signature}", b64url(claims.to_string().as_bytes()))
 }
 
 /// An HS256 token whose HMAC secret is the RSA public key (DER): what a verifier that lets

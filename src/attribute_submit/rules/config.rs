@@ -20,7 +20,8 @@ const DEFAULT_EMAIL_DOMAIN: &str =
     "Sign-up is not available for this email address. Please start again with a different email address.";
 
 pub(super) fn parse(text: &str) -> Result<RuleSet, RulesError> {
-    let document: Table = toml::from_str(text).map_err(|error| RulesError::Syntax(error.to_string()))?;
+    let document: Table =
+        toml::from_str(text).map_err(|error| RulesError::Syntax(error.to_string().trim_end().to_string()))?;
     let mut rules = RuleSet::empty();
     let mut rule_values = Vec::new();
     for (key, value) in document {
@@ -80,7 +81,11 @@ fn add_rule(rules: &mut RuleSet, index: usize, mut table: Table) -> Result<(), R
         (None, Some(attribute)) => format!("no kind, on `{attribute}`"),
         (None, None) => "no kind".to_string(),
     };
-    let error = |problem: String| RulesError::Rule { index, label: label.clone(), problem };
+    let error = |problem: String| RulesError::Rule {
+        index,
+        label: label.clone(),
+        problem,
+    };
     let Some(Value::String(kind)) = kind else {
         return Err(error(format!("every rule needs `kind = \"...\"`, one of {KINDS}")));
     };
@@ -106,7 +111,11 @@ fn describe(error: &toml::de::Error) -> String {
 }
 
 fn non_blank(option: &str, text: String) -> Result<String, String> {
-    if text.trim().is_empty() { Err(format!("`{option}` must not be empty")) } else { Ok(text) }
+    if text.trim().is_empty() {
+        Err(format!("`{option}` must not be empty"))
+    } else {
+        Ok(text)
+    }
 }
 
 fn message_or(message: Option<String>, default: impl FnOnce() -> String) -> Result<String, String> {
@@ -167,7 +176,11 @@ fn value_list(option: &str, values: Vec<Scalar>, lowercase: bool) -> Result<Vec<
     if values.iter().any(String::is_empty) {
         return Err(format!("`{option}` must not contain an empty value"));
     }
-    Ok(if lowercase { values.iter().map(|value| value.to_lowercase()).collect() } else { values })
+    Ok(if lowercase {
+        values.iter().map(|value| value.to_lowercase()).collect()
+    } else {
+        values
+    })
 }
 
 #[derive(Deserialize)]
@@ -184,7 +197,11 @@ fn normalizer(table: Table) -> Result<Normalizer, String> {
     if config.steps.is_empty() {
         return Err("`steps` must list at least one step".to_string());
     }
-    Ok(Normalizer { attribute: attribute(config.attribute)?, steps: config.steps, each_item: config.each_item })
+    Ok(Normalizer {
+        attribute: attribute(config.attribute)?,
+        steps: config.steps,
+        each_item: config.each_item,
+    })
 }
 
 #[derive(Deserialize)]
@@ -217,7 +234,10 @@ fn blocker(kind: &str, index: usize, table: Table) -> Result<Blocker, String> {
             return Err("give `allowed`, `blocked` or both".to_string());
         }
         let patterns = |option: &str, entries: &[String]| -> Result<Vec<DomainPattern>, String> {
-            entries.iter().map(|entry| DomainPattern::parse(entry).map_err(|problem| format!("`{option}`: {problem}"))).collect()
+            entries
+                .iter()
+                .map(|entry| DomainPattern::parse(entry).map_err(|problem| format!("`{option}`: {problem}")))
+                .collect()
         };
         return Ok(Blocker {
             index,
@@ -238,7 +258,10 @@ fn blocker(kind: &str, index: usize, table: Table) -> Result<Blocker, String> {
     };
     Ok(Blocker {
         index,
-        condition: BlockCondition::Attribute { attribute: attribute(config.attribute)?, test },
+        condition: BlockCondition::Attribute {
+            attribute: attribute(config.attribute)?,
+            test,
+        },
         title: title(config.title)?,
         message: non_blank("message", config.message)?,
     })
@@ -301,12 +324,23 @@ fn validator(kind: &str, table: Table) -> Result<Validator, String> {
     let (name, check, message) = match kind {
         "required" => {
             let config: RequiredConfig = options(table)?;
-            (config.attribute, Check::Required, message_or(config.message, || DEFAULT_REQUIRED.to_string())?)
+            (
+                config.attribute,
+                Check::Required,
+                message_or(config.message, || DEFAULT_REQUIRED.to_string())?,
+            )
         }
         "pattern" => {
             let config: PatternConfig = options(table)?;
-            let check = Check::Pattern { regex: regex("regex", &config.regex)?, each_item: config.each_item };
-            (config.attribute, check, message_or(config.message, || DEFAULT_PATTERN.to_string())?)
+            let check = Check::Pattern {
+                regex: regex("regex", &config.regex)?,
+                each_item: config.each_item,
+            };
+            (
+                config.attribute,
+                check,
+                message_or(config.message, || DEFAULT_PATTERN.to_string())?,
+            )
         }
         "length" => {
             let config: LengthConfig = options(table)?;
@@ -332,8 +366,15 @@ fn validator(kind: &str, table: Table) -> Result<Validator, String> {
         "allowed_values" => {
             let config: AllowedValuesConfig = options(table)?;
             let values = value_list("values", config.values, !config.case_sensitive)?;
-            let check = Check::AllowedValues { values, case_sensitive: config.case_sensitive };
-            (config.attribute, check, message_or(config.message, || DEFAULT_ALLOWED_VALUES.to_string())?)
+            let check = Check::AllowedValues {
+                values,
+                case_sensitive: config.case_sensitive,
+            };
+            (
+                config.attribute,
+                check,
+                message_or(config.message, || DEFAULT_ALLOWED_VALUES.to_string())?,
+            )
         }
         "invite_code" => {
             let config: InviteCodeConfig = options(table)?;
@@ -346,16 +387,29 @@ fn validator(kind: &str, table: Table) -> Result<Validator, String> {
                 .enumerate()
                 .map(|(position, entry)| {
                     let mut hash = [0u8; 32];
-                    hex::decode_to_slice(entry.trim(), &mut hash).map(|()| hash).map_err(|_| {
-                        format!("`sha256` entry #{} is not a SHA-256 hash (64 hexadecimal digits)", position + 1)
-                    })
+                    hex::decode_to_slice(entry.trim(), &mut hash)
+                        .map(|()| hash)
+                        .map_err(|_| {
+                            format!(
+                                "`sha256` entry #{} is not a SHA-256 hash (64 hexadecimal digits)",
+                                position + 1
+                            )
+                        })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            (config.attribute, Check::InviteCode { hashes }, message_or(config.message, || DEFAULT_INVITE_CODE.to_string())?)
+            (
+                config.attribute,
+                Check::InviteCode { hashes },
+                message_or(config.message, || DEFAULT_INVITE_CODE.to_string())?,
+            )
         }
         other => return Err(format!("unknown kind `{other}`; expected one of {KINDS}")),
     };
-    Ok(Validator { attribute: attribute(name)?, check, message })
+    Ok(Validator {
+        attribute: attribute(name)?,
+        check,
+        message,
+    })
 }
 
 fn bounds<T: PartialOrd + std::fmt::Display + Copy>(

@@ -21,7 +21,9 @@ impl DomainPattern {
         };
         let well_formed = !base.is_empty()
             && base.split('.').all(|label| !label.is_empty())
-            && !base.chars().any(|c| c.is_whitespace() || matches!(c, '*' | '@' | '/' | ':' | ',' | '"' | '\''));
+            && !base
+                .chars()
+                .any(|c| c.is_whitespace() || matches!(c, '*' | '@' | '/' | ':' | ',' | '"' | '\''));
         if well_formed {
             Ok(pattern)
         } else {

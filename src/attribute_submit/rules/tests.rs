@@ -87,7 +87,10 @@ fn request(attributes: &[(&str, AttributeValue)]) -> SubmitRequest {
     SubmitRequest {
         tenant_id: None,
         correlation_id: None,
-        attributes: attributes.iter().map(|(name, value)| (name.to_string(), value.clone())).collect(),
+        attributes: attributes
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.clone()))
+            .collect(),
         identities: Vec::new(),
     }
 }
@@ -121,7 +124,10 @@ fn modified(action: SubmitAction) -> BTreeMap<String, serde_json::Value> {
 }
 
 fn error_map(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
-    entries.iter().map(|(name, message)| (name.to_string(), message.to_string())).collect()
+    entries
+        .iter()
+        .map(|(name, message)| (name.to_string(), message.to_string()))
+        .collect()
 }
 
 fn is_blocked(rules: &RuleSet, request: &SubmitRequest) -> bool {
@@ -135,7 +141,10 @@ fn empty_rule_set_continues() {
     let rules = RuleSet::empty();
     assert!(rules.is_empty());
     assert_eq!(rules.len(), 0);
-    assert_eq!(rules.evaluate(&sample(SAMPLE_NO_IDENTITIES)), SubmitAction::ContinueWithDefaultBehavior);
+    assert_eq!(
+        rules.evaluate(&sample(SAMPLE_NO_IDENTITIES)),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
     assert_eq!(RuleSet::default().len(), 0);
 }
 
@@ -144,7 +153,10 @@ fn empty_file_and_messages_only_have_no_rules() {
     assert!(rules("").is_empty());
     let messages_only = rules("[messages]\nvalidation_error = \"Fix it\"\n");
     assert!(messages_only.is_empty());
-    assert_eq!(messages_only.evaluate(&request(&[("city", text("1"))])), SubmitAction::ContinueWithDefaultBehavior);
+    assert_eq!(
+        messages_only.evaluate(&request(&[("city", text("1"))])),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
 }
 
 #[test]
@@ -196,13 +208,19 @@ fn bad_regex_names_the_rule() {
         regex = '^[0-9]{5$('
         "#,
     );
-    assert!(error.starts_with("rule #2 (pattern on `postalCode`): invalid regex"), "{error}");
+    assert!(
+        error.starts_with("rule #2 (pattern on `postalCode`): invalid regex"),
+        "{error}"
+    );
 }
 
 #[test]
 fn unknown_kind_names_the_rule() {
     let error = load_error("[[rule]]\nkind = \"patern\"\nattribute = \"city\"\nregex = 'x'\n");
-    assert!(error.starts_with("rule #1 (patern on `city`): unknown kind `patern`"), "{error}");
+    assert!(
+        error.starts_with("rule #1 (patern on `city`): unknown kind `patern`"),
+        "{error}"
+    );
     assert!(error.contains("`pattern`"), "lists the kinds: {error}");
 }
 
@@ -221,7 +239,10 @@ fn bad_invite_hashes_name_the_rule_and_the_entry() {
         "z".repeat(64)
     );
     let error = load_error(&not_hex);
-    assert!(error.starts_with("rule #1 (invite_code on `inviteCode`): `sha256` entry #2"), "{error}");
+    assert!(
+        error.starts_with("rule #1 (invite_code on `inviteCode`): `sha256` entry #2"),
+        "{error}"
+    );
     let too_short = "[[rule]]\nkind = \"invite_code\"\nattribute = \"inviteCode\"\nsha256 = [\"abcd\"]\n";
     assert!(load_error(too_short).contains("`sha256` entry #1 is not a SHA-256 hash"));
     let none = "[[rule]]\nkind = \"invite_code\"\nattribute = \"inviteCode\"\nsha256 = []\n";
@@ -231,7 +252,10 @@ fn bad_invite_hashes_name_the_rule_and_the_entry() {
 #[test]
 fn missing_kind_is_an_error() {
     let error = load_error("[[rule]]\nattribute = \"city\"\n");
-    assert!(error.starts_with("rule #1 (no kind, on `city`): every rule needs `kind"), "{error}");
+    assert!(
+        error.starts_with("rule #1 (no kind, on `city`): every rule needs `kind"),
+        "{error}"
+    );
     assert!(load_error("[[rule]]\nkind = 3\n").starts_with("rule #1 (no kind): "));
 }
 
@@ -240,7 +264,9 @@ fn file_structure_errors() {
     assert!(load_error("[[rules]]\nkind = \"required\"\n").contains("unknown top-level key `rules`"));
     assert!(load_error("[rule]\nkind = \"required\"\n").contains("write each rule under `[[rule]]`"));
     assert!(load_error("rule = [1]\n").starts_with("rule #1 (not a table)"));
-    assert!(load_error("[messages]\nvalidation_eror = \"x\"\n").starts_with("[messages]: unknown field `validation_eror`"));
+    assert!(
+        load_error("[messages]\nvalidation_eror = \"x\"\n").starts_with("[messages]: unknown field `validation_eror`")
+    );
     assert!(load_error("[messages]\nvalidation_error = \" \"\n").contains("`validation_error` must not be empty"));
     assert!(load_error("[[rule]\nkind = \"required\"\n").starts_with("the rules are not valid TOML: "));
 }
@@ -248,38 +274,119 @@ fn file_structure_errors() {
 #[test]
 fn option_problems_are_reported_per_rule() {
     let cases = [
-        ("kind = \"length\"\nattribute = \"city\"", "rule #1 (length on `city`): give `min`, `max` or both"),
-        ("kind = \"length\"\nattribute = \"city\"\nmin = 5\nmax = 2", "`min` (5) is greater than `max` (2)"),
-        ("kind = \"length\"\nattribute = \"city\"\nmin = -1", "rule #1 (length on `city`): invalid value"),
-        ("kind = \"range\"\nattribute = \"year\"", "rule #1 (range on `year`): give `min`, `max` or both"),
-        ("kind = \"range\"\nattribute = \"year\"\nmin = \"1900\"", "invalid type: string"),
-        ("kind = \"block\"\nattribute = \"a\"\nequals = [\"x\"]\nmatches = \"y\"\nmessage = \"m\"", "exactly one condition"),
-        ("kind = \"block\"\nattribute = \"a\"\nmessage = \"m\"", "exactly one condition"),
-        ("kind = \"block\"\nattribute = \"a\"\nequals = [\"x\"]", "missing field `message`"),
-        ("kind = \"block\"\nattribute = \"a\"\nequals = []\nmessage = \"m\"", "`equals` must list at least one value"),
-        ("kind = \"block\"\nattribute = \"a\"\ncontains = [1.5]\nmessage = \"m\"", "a string, integer or boolean"),
-        ("kind = \"block\"\nattribute = \"a\"\nmatches = \"x\"\nmessage = \"m\"\ntitle = \"\"", "`title` must not be empty"),
-        ("kind = \"email_domain\"", "rule #1 (email_domain): give `allowed`, `blocked` or both"),
-        ("kind = \"email_domain\"\nallowed = [\"@contoso.com\"]", "`allowed`: write `contoso.com` without the `@`"),
-        ("kind = \"email_domain\"\nblocked = [\"conto so.com\"]", "`blocked`: `conto so.com` is not a domain pattern"),
-        ("kind = \"email_domain\"\nblocked = [\"*\"]", "`*` is not a domain pattern"),
-        ("kind = \"email_domain\"\nblocked = [\"a.*.com\"]", "not a domain pattern"),
-        ("kind = \"email_domain\"\nblocked = [\"contoso..com\"]", "not a domain pattern"),
-        ("kind = \"email_domain\"\nblocked = [\"x.com\"]\nattribute = \"email\"", "unknown field `attribute`"),
-        ("kind = \"normalize\"\nattribute = \"city\"\nsteps = []", "`steps` must list at least one step"),
-        ("kind = \"normalize\"\nattribute = \"city\"\nsteps = [\"trim\", \"capitalize\"]", "unknown variant `capitalize`"),
-        ("kind = \"required\"\nattribute = \"postal code\"", "rule #1 (required on `postal code`): `attribute` must be"),
+        (
+            "kind = \"length\"\nattribute = \"city\"",
+            "rule #1 (length on `city`): give `min`, `max` or both",
+        ),
+        (
+            "kind = \"length\"\nattribute = \"city\"\nmin = 5\nmax = 2",
+            "`min` (5) is greater than `max` (2)",
+        ),
+        (
+            "kind = \"length\"\nattribute = \"city\"\nmin = -1",
+            "rule #1 (length on `city`): invalid value",
+        ),
+        (
+            "kind = \"range\"\nattribute = \"year\"",
+            "rule #1 (range on `year`): give `min`, `max` or both",
+        ),
+        (
+            "kind = \"range\"\nattribute = \"year\"\nmin = \"1900\"",
+            "invalid type: string",
+        ),
+        (
+            "kind = \"block\"\nattribute = \"a\"\nequals = [\"x\"]\nmatches = \"y\"\nmessage = \"m\"",
+            "exactly one condition",
+        ),
+        (
+            "kind = \"block\"\nattribute = \"a\"\nmessage = \"m\"",
+            "exactly one condition",
+        ),
+        (
+            "kind = \"block\"\nattribute = \"a\"\nequals = [\"x\"]",
+            "missing field `message`",
+        ),
+        (
+            "kind = \"block\"\nattribute = \"a\"\nequals = []\nmessage = \"m\"",
+            "`equals` must list at least one value",
+        ),
+        (
+            "kind = \"block\"\nattribute = \"a\"\ncontains = [1.5]\nmessage = \"m\"",
+            "a string, integer or boolean",
+        ),
+        (
+            "kind = \"block\"\nattribute = \"a\"\nmatches = \"x\"\nmessage = \"m\"\ntitle = \"\"",
+            "`title` must not be empty",
+        ),
+        (
+            "kind = \"email_domain\"",
+            "rule #1 (email_domain): give `allowed`, `blocked` or both",
+        ),
+        (
+            "kind = \"email_domain\"\nallowed = [\"@contoso.com\"]",
+            "`allowed`: write `contoso.com` without the `@`",
+        ),
+        (
+            "kind = \"email_domain\"\nblocked = [\"conto so.com\"]",
+            "`blocked`: `conto so.com` is not a domain pattern",
+        ),
+        (
+            "kind = \"email_domain\"\nblocked = [\"*\"]",
+            "`*` is not a domain pattern",
+        ),
+        (
+            "kind = \"email_domain\"\nblocked = [\"a.*.com\"]",
+            "not a domain pattern",
+        ),
+        (
+            "kind = \"email_domain\"\nblocked = [\"contoso..com\"]",
+            "not a domain pattern",
+        ),
+        (
+            "kind = \"email_domain\"\nblocked = [\"x.com\"]\nattribute = \"email\"",
+            "unknown field `attribute`",
+        ),
+        (
+            "kind = \"normalize\"\nattribute = \"city\"\nsteps = []",
+            "`steps` must list at least one step",
+        ),
+        (
+            "kind = \"normalize\"\nattribute = \"city\"\nsteps = [\"trim\", \"capitalize\"]",
+            "unknown variant `capitalize`",
+        ),
+        (
+            "kind = \"required\"\nattribute = \"postal code\"",
+            "rule #1 (required on `postal code`): `attribute` must be",
+        ),
         ("kind = \"required\"", "missing field `attribute`"),
-        ("kind = \"required\"\nattribute = \"city\"\nmessage = \"  \"", "`message` must not be empty"),
-        ("kind = \"pattern\"\nattribute = \"city\"\nregex = \"\"", "`regex` must not be empty"),
+        (
+            "kind = \"required\"\nattribute = \"city\"\nmessage = \"  \"",
+            "`message` must not be empty",
+        ),
+        (
+            "kind = \"pattern\"\nattribute = \"city\"\nregex = \"\"",
+            "`regex` must not be empty",
+        ),
         ("kind = \"pattern\"\nattribute = \"city\"", "missing field `regex`"),
-        ("kind = \"allowed_values\"\nattribute = \"city\"\nvalues = []", "`values` must list at least one value"),
-        ("kind = \"allowed_values\"\nattribute = \"city\"\nvalues = [\" \"]", "must not contain an empty value"),
-        ("kind = \"invite_code\"\nattribute = \"code\"\nsha256 = [\"x\"]\ncase_sensitive = true", "unknown field `case_sensitive`"),
+        (
+            "kind = \"allowed_values\"\nattribute = \"city\"\nvalues = []",
+            "`values` must list at least one value",
+        ),
+        (
+            "kind = \"allowed_values\"\nattribute = \"city\"\nvalues = [\" \"]",
+            "must not contain an empty value",
+        ),
+        (
+            "kind = \"invite_code\"\nattribute = \"code\"\nsha256 = [\"x\"]\ncase_sensitive = true",
+            "unknown field `case_sensitive`",
+        ),
     ];
     for (rule, expected) in cases {
         let error = load_error(&format!("[[rule]]\n{rule}\n"));
-        assert!(error.contains(expected), "for {rule:?}: expected {expected:?} in {error:?}");
+        assert!(
+            error.contains(expected),
+            "for {rule:?}: expected {expected:?} in {error:?}"
+        );
     }
 }
 
@@ -288,18 +395,27 @@ fn load_names_the_path_of_a_missing_file() {
     let path = std::env::temp_dir().join("signup-bridge-no-such-rules-file.toml");
     let error = RuleSet::load(&path).expect_err("the file does not exist");
     assert!(matches!(&error, RulesError::Read { error, .. } if error.kind() == std::io::ErrorKind::NotFound));
-    assert!(error.to_string().contains("signup-bridge-no-such-rules-file.toml"), "{error}");
+    assert!(
+        error.to_string().contains("signup-bridge-no-such-rules-file.toml"),
+        "{error}"
+    );
 }
 
 #[test]
 fn load_names_the_path_and_the_rule_of_a_bad_file() {
     let mut file = tempfile::NamedTempFile::new().expect("temp file");
-    std::io::Write::write_all(&mut file, b"[[rule]]\nkind = \"pattern\"\nattribute = \"postalCode\"\nregex = '('\n")
-        .expect("write");
+    std::io::Write::write_all(
+        &mut file,
+        b"[[rule]]\nkind = \"pattern\"\nattribute = \"postalCode\"\nregex = '('\n",
+    )
+    .expect("write");
     let error = RuleSet::load(file.path()).expect_err("bad regex");
     let message = error.to_string();
     assert!(message.contains(&file.path().display().to_string()), "{message}");
-    assert!(message.contains("rule #1 (pattern on `postalCode`): invalid regex"), "{message}");
+    assert!(
+        message.contains("rule #1 (pattern on `postalCode`): invalid regex"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -308,7 +424,10 @@ fn load_reads_a_good_file() {
     std::io::Write::write_all(&mut file, b"[[rule]]\nkind = \"required\"\nattribute = \"city\"\n").expect("write");
     let rules = RuleSet::load(file.path()).expect("loads");
     assert_eq!(rules.len(), 1);
-    assert_eq!(errors(rules.evaluate(&request(&[]))), error_map(&[("city", "This information is required.")]));
+    assert_eq!(
+        errors(rules.evaluate(&request(&[]))),
+        error_map(&[("city", "This information is required.")])
+    );
 }
 
 #[test]
@@ -318,7 +437,10 @@ fn debug_output_does_not_show_hashes_or_patterns() {
          [[rule]]\nkind = \"pattern\"\nattribute = \"city\"\nregex = 'secret-ish'\n"
     ));
     let debug = format!("{rules:?}");
-    assert!(!debug.contains(&OPEN_SESAME[..16]) && !debug.contains("secret-ish"), "{debug}");
+    assert!(
+        !debug.contains(&OPEN_SESAME[..16]) && !debug.contains("secret-ish"),
+        "{debug}"
+    );
     assert!(debug.contains("validate: 2"), "{debug}");
 }
 
@@ -329,7 +451,10 @@ fn rules_match_custom_attributes_by_suffix_and_answer_with_the_full_name() {
     let rules = rules("[[rule]]\nkind = \"range\"\nattribute = \"GRADUATIONyear\"\nmin = 2000\n");
     let full = format!("{APP}graduationYear");
     let action = rules.evaluate(&request(&[(&full, AttributeValue::Int64(1999))]));
-    assert_eq!(errors(action), error_map(&[(&full, "Please enter a whole number of at least 2000.")]));
+    assert_eq!(
+        errors(action),
+        error_map(&[(&full, "Please enter a whole number of at least 2000.")])
+    );
     // Exact built-in-style names match too, case-insensitively.
     let action = rules.evaluate(&request(&[("graduationyear", AttributeValue::Int64(1999))]));
     assert!(errors(action).contains_key("graduationyear"));
@@ -358,7 +483,9 @@ fn only_a_real_extension_prefix_is_stripped() {
 #[test]
 fn a_rule_naming_the_full_extension_name_matches_it() {
     let full = format!("{APP}graduationYear");
-    let rules = rules(&format!("[[rule]]\nkind = \"range\"\nattribute = \"{full}\"\nmax = 2000\n"));
+    let rules = rules(&format!(
+        "[[rule]]\nkind = \"range\"\nattribute = \"{full}\"\nmax = 2000\n"
+    ));
     assert!(errors(rules.evaluate(&request(&[(&full, AttributeValue::Int64(2010))]))).contains_key(&full));
 }
 
@@ -368,13 +495,19 @@ fn a_rule_naming_the_full_extension_name_matches_it() {
 fn required_reports_missing_and_blank_values() {
     let rules = rules("[[rule]]\nkind = \"required\"\nattribute = \"inviteCode\"\nmessage = \"Enter your code.\"\n");
     // Missing: the only name there is is the rule's.
-    assert_eq!(errors(rules.evaluate(&request(&[]))), error_map(&[("inviteCode", "Enter your code.")]));
+    assert_eq!(
+        errors(rules.evaluate(&request(&[]))),
+        error_map(&[("inviteCode", "Enter your code.")])
+    );
     let full = format!("{APP}inviteCode");
     assert_eq!(
         errors(rules.evaluate(&request(&[(&full, text(" \t "))]))),
         error_map(&[(&full, "Enter your code.")])
     );
-    assert_eq!(rules.evaluate(&request(&[(&full, text("X"))])), SubmitAction::ContinueWithDefaultBehavior);
+    assert_eq!(
+        rules.evaluate(&request(&[(&full, text("X"))])),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
     assert_eq!(
         rules.evaluate(&request(&[(&full, AttributeValue::Int64(0))])),
         SubmitAction::ContinueWithDefaultBehavior
@@ -397,13 +530,20 @@ fn pattern_is_used_as_written() {
         errors(anchored.evaluate(&long)),
         error_map(&[("postalCode", "Please enter a value in the expected format.")])
     );
-    assert_eq!(anchored.evaluate(&request(&[("postalCode", text("28013"))])), SubmitAction::ContinueWithDefaultBehavior);
+    assert_eq!(
+        anchored.evaluate(&request(&[("postalCode", text("28013"))])),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
 }
 
 #[test]
 fn pattern_each_item_checks_every_item() {
-    let rules = rules("[[rule]]\nkind = \"pattern\"\nattribute = \"groups\"\nregex = '^[A-Z][a-z]+$'\neach_item = true\n");
-    assert_eq!(rules.evaluate(&request(&[("groups", text("Alumni, Faculty"))])), SubmitAction::ContinueWithDefaultBehavior);
+    let rules =
+        rules("[[rule]]\nkind = \"pattern\"\nattribute = \"groups\"\nregex = '^[A-Z][a-z]+$'\neach_item = true\n");
+    assert_eq!(
+        rules.evaluate(&request(&[("groups", text("Alumni, Faculty"))])),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
     assert!(errors(rules.evaluate(&request(&[("groups", text("Alumni,faculty"))]))).contains_key("groups"));
     assert!(errors(rules.evaluate(&request(&[("groups", text(","))]))).contains_key("groups"));
     // Without each_item the regex sees the whole string, comma included.
@@ -412,7 +552,9 @@ fn pattern_each_item_checks_every_item() {
 }
 
 fn rules_text_pattern(regex: &str) -> RuleSet {
-    rules(&format!("[[rule]]\nkind = \"pattern\"\nattribute = \"groups\"\nregex = '{regex}'\n"))
+    rules(&format!(
+        "[[rule]]\nkind = \"pattern\"\nattribute = \"groups\"\nregex = '{regex}'\n"
+    ))
 }
 
 // ------------------------------------------------------------------ length
@@ -420,7 +562,10 @@ fn rules_text_pattern(regex: &str) -> RuleSet {
 #[test]
 fn length_counts_characters_not_bytes() {
     let rules = rules("[[rule]]\nkind = \"length\"\nattribute = \"givenName\"\nmin = 2\nmax = 3\n");
-    assert_eq!(rules.evaluate(&request(&[("givenName", text("Zoë"))])), SubmitAction::ContinueWithDefaultBehavior);
+    assert_eq!(
+        rules.evaluate(&request(&[("givenName", text("Zoë"))])),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
     assert_eq!(
         errors(rules.evaluate(&request(&[("givenName", text("Zoëy"))]))),
         error_map(&[("givenName", "Please enter between 2 and 3 characters.")])
@@ -456,10 +601,17 @@ fn length_of_an_integer_is_its_digits_and_default_messages_follow_the_bounds() {
 
 #[test]
 fn range_accepts_integers_and_integer_text_only() {
-    let rules = rules("[[rule]]\nkind = \"range\"\nattribute = \"year\"\nmin = 1940\nmax = 2035\nmessage = \"Year?\"\n");
+    let rules =
+        rules("[[rule]]\nkind = \"range\"\nattribute = \"year\"\nmin = 1940\nmax = 2035\nmessage = \"Year?\"\n");
     let verdict = |value: AttributeValue| rules.evaluate(&request(&[("year", value)]));
-    assert_eq!(verdict(AttributeValue::Int64(1940)), SubmitAction::ContinueWithDefaultBehavior);
-    assert_eq!(verdict(AttributeValue::Int64(2035)), SubmitAction::ContinueWithDefaultBehavior);
+    assert_eq!(
+        verdict(AttributeValue::Int64(1940)),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
+    assert_eq!(
+        verdict(AttributeValue::Int64(2035)),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
     assert_eq!(verdict(text(" 2010 ")), SubmitAction::ContinueWithDefaultBehavior);
     for failing in [
         AttributeValue::Int64(1939),
@@ -469,7 +621,11 @@ fn range_accepts_integers_and_integer_text_only() {
         text("99999999999999999999"),
         AttributeValue::Boolean(true),
     ] {
-        assert_eq!(errors(verdict(failing.clone())), error_map(&[("year", "Year?")]), "{failing:?}");
+        assert_eq!(
+            errors(verdict(failing.clone())),
+            error_map(&[("year", "Year?")]),
+            "{failing:?}"
+        );
     }
 }
 
@@ -492,7 +648,10 @@ fn range_default_messages_follow_the_bounds() {
 #[test]
 fn allowed_values_ignore_case_unless_asked() {
     let loose = rules("[[rule]]\nkind = \"allowed_values\"\nattribute = \"country\"\nvalues = [\"ES\", \"PT\"]\n");
-    assert_eq!(loose.evaluate(&request(&[("country", text("es"))])), SubmitAction::ContinueWithDefaultBehavior);
+    assert_eq!(
+        loose.evaluate(&request(&[("country", text("es"))])),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
     assert_eq!(
         errors(loose.evaluate(&request(&[("country", text("FR"))]))),
         error_map(&[("country", "Please choose one of the allowed values.")])
@@ -500,14 +659,18 @@ fn allowed_values_ignore_case_unless_asked() {
     let strict = rules(
         "[[rule]]\nkind = \"allowed_values\"\nattribute = \"country\"\nvalues = [\"ES\"]\ncase_sensitive = true\n",
     );
-    assert_eq!(strict.evaluate(&request(&[("country", text("ES"))])), SubmitAction::ContinueWithDefaultBehavior);
+    assert_eq!(
+        strict.evaluate(&request(&[("country", text("ES"))])),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
     assert!(errors(strict.evaluate(&request(&[("country", text("es"))]))).contains_key("country"));
 }
 
 #[test]
 fn allowed_values_require_every_item_of_a_multi_value() {
-    let rules =
-        rules("[[rule]]\nkind = \"allowed_values\"\nattribute = \"groups\"\nvalues = [\"Alumni\", \"Faculty\", \"Washington, D.C.\"]\n");
+    let rules = rules(
+        "[[rule]]\nkind = \"allowed_values\"\nattribute = \"groups\"\nvalues = [\"Alumni\", \"Faculty\", \"Washington, D.C.\"]\n",
+    );
     let full = format!("{APP}universityGroups");
     let rules_on = |value: &str| rules.evaluate(&request(&[("groups", text(value))]));
     assert_eq!(rules_on("Alumni,Faculty"), SubmitAction::ContinueWithDefaultBehavior);
@@ -517,7 +680,10 @@ fn allowed_values_require_every_item_of_a_multi_value() {
     assert_eq!(rules_on("Washington, D.C."), SubmitAction::ContinueWithDefaultBehavior);
     assert!(errors(rules_on(",,")).contains_key("groups"));
     // Only `groups` is named: other attributes are not checked.
-    assert_eq!(rules.evaluate(&request(&[(&full, text("Hacker"))])), SubmitAction::ContinueWithDefaultBehavior);
+    assert_eq!(
+        rules.evaluate(&request(&[(&full, text("Hacker"))])),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
 }
 
 #[test]
@@ -527,10 +693,19 @@ fn allowed_values_compare_booleans_and_integers_by_text() {
         accepted.evaluate(&request(&[("acceptTerms", AttributeValue::Boolean(true))])),
         SubmitAction::ContinueWithDefaultBehavior
     );
-    assert!(errors(accepted.evaluate(&request(&[("acceptTerms", AttributeValue::Boolean(false))]))).contains_key("acceptTerms"));
+    assert!(
+        errors(accepted.evaluate(&request(&[("acceptTerms", AttributeValue::Boolean(false))])))
+            .contains_key("acceptTerms")
+    );
     let years = rules("[[rule]]\nkind = \"allowed_values\"\nattribute = \"year\"\nvalues = [2024, \"2025\"]\n");
-    assert_eq!(years.evaluate(&request(&[("year", AttributeValue::Int64(2025))])), SubmitAction::ContinueWithDefaultBehavior);
-    assert_eq!(years.evaluate(&request(&[("year", AttributeValue::Int64(2024))])), SubmitAction::ContinueWithDefaultBehavior);
+    assert_eq!(
+        years.evaluate(&request(&[("year", AttributeValue::Int64(2025))])),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
+    assert_eq!(
+        years.evaluate(&request(&[("year", AttributeValue::Int64(2024))])),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
     assert!(errors(years.evaluate(&request(&[("year", AttributeValue::Int64(2023))]))).contains_key("year"));
 }
 
@@ -548,7 +723,10 @@ fn email_domain_exact_and_subdomain_entries() {
     assert!(blocked("ana@fabrikam.com"), "`*.fabrikam.com` is not the apex");
     assert!(blocked("ana@notfabrikam.com"));
     assert!(blocked("ana@fabrikam.com.evil.example"));
-    assert!(blocked("ana@contoso.com@evil.example"), "the domain is after the last @");
+    assert!(
+        blocked("ana@contoso.com@evil.example"),
+        "the domain is after the last @"
+    );
     assert!(blocked("not-an-email"));
 }
 
@@ -562,7 +740,10 @@ fn email_domain_blocked_wins_over_allowed() {
     assert_eq!(verdict("ana@eu.contoso.com"), SubmitAction::ContinueWithDefaultBehavior);
     assert_eq!(
         verdict("ana@guests.contoso.com"),
-        SubmitAction::ShowBlockPage { title: Some("Not here".to_string()), message: "Use your staff address.".to_string() }
+        SubmitAction::ShowBlockPage {
+            title: Some("Not here".to_string()),
+            message: "Use your staff address.".to_string()
+        }
     );
 }
 
@@ -573,12 +754,16 @@ fn email_domain_without_an_email() {
         allow_list.evaluate(&request(&[])),
         SubmitAction::ShowBlockPage {
             title: None,
-            message: "Sign-up is not available for this email address. Please start again with a different email address."
-                .to_string()
+            message:
+                "Sign-up is not available for this email address. Please start again with a different email address."
+                    .to_string()
         }
     );
     let block_list = rules("[[rule]]\nkind = \"email_domain\"\nblocked = [\"mailinator.com\"]\n");
-    assert_eq!(block_list.evaluate(&request(&[])), SubmitAction::ContinueWithDefaultBehavior);
+    assert_eq!(
+        block_list.evaluate(&request(&[])),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
 }
 
 #[test]
@@ -586,8 +771,14 @@ fn email_domain_takes_the_identity_before_the_email_attribute() {
     let rules = rules("[[rule]]\nkind = \"email_domain\"\nblocked = [\"mailinator.com\"]\n");
     let attribute_only = request(&[("email", text(" Ana@Mailinator.COM "))]);
     assert!(is_blocked(&rules, &attribute_only));
-    assert!(!is_blocked(&rules, &with_email_identity(attribute_only, "ana@contoso.com")));
-    assert!(is_blocked(&rules, &with_email_identity(request(&[("email", text("ana@contoso.com"))]), "a@mailinator.com")));
+    assert!(!is_blocked(
+        &rules,
+        &with_email_identity(attribute_only, "ana@contoso.com")
+    ));
+    assert!(is_blocked(
+        &rules,
+        &with_email_identity(request(&[("email", text("ana@contoso.com"))]), "a@mailinator.com")
+    ));
 }
 
 // ------------------------------------------------------------------ invite_code
@@ -605,7 +796,11 @@ fn invite_code_accepts_every_listed_code_trimmed() {
     let rules = invite_rules();
     let full = format!("{APP}inviteCode");
     for code in ["OPEN-SESAME", "  WELCOME-2025\t"] {
-        assert_eq!(rules.evaluate(&request(&[(&full, text(code))])), SubmitAction::ContinueWithDefaultBehavior, "{code}");
+        assert_eq!(
+            rules.evaluate(&request(&[(&full, text(code))])),
+            SubmitAction::ContinueWithDefaultBehavior,
+            "{code}"
+        );
     }
 }
 
@@ -619,7 +814,10 @@ fn invite_code_rejects_other_codes_and_skips_a_blank_one() {
             "{code}"
         );
     }
-    assert_eq!(rules.evaluate(&request(&[("inviteCode", text("  "))])), SubmitAction::ContinueWithDefaultBehavior);
+    assert_eq!(
+        rules.evaluate(&request(&[("inviteCode", text("  "))])),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
     assert_eq!(rules.evaluate(&request(&[])), SubmitAction::ContinueWithDefaultBehavior);
 }
 
@@ -632,14 +830,21 @@ fn normalize_steps() {
         (Step::CollapseSpaces, " a \t\n b ", " a b "),
         (Step::Lowercase, "ÁNA García", "ána garcía"),
         (Step::Uppercase, "straße", "STRASSE"),
-        (Step::TitleCase, "ana garcía-lópez o'neill McDonald 3rd (jr)", "Ana García-López O'neill McDonald 3rd (Jr)"),
+        (
+            Step::TitleCase,
+            "ana garcía-lópez o'neill McDonald 3rd (jr)",
+            "Ana García-López O'neill McDonald 3rd (Jr)",
+        ),
         (Step::DigitsOnly, "+34 600-12-34-56", "34600123456"),
         (Step::RemoveSpaces, " 28 0\t13 ", "28013"),
     ];
     for (step, input, expected) in cases {
         assert_eq!(normalize::apply(&[step], false, input), expected, "{step:?}");
     }
-    assert_eq!(normalize::apply(&[Step::Lowercase, Step::TitleCase], false, "ANA GARCIA"), "Ana Garcia");
+    assert_eq!(
+        normalize::apply(&[Step::Lowercase, Step::TitleCase], false, "ANA GARCIA"),
+        "Ana Garcia"
+    );
 }
 
 #[test]
@@ -707,14 +912,23 @@ fn normalize_rules_chain_in_file_order() {
         "#,
     );
     let values = modified(rules.evaluate(&request(&[("displayName", text("  ANA   GARCIA "))])));
-    assert_eq!(values, BTreeMap::from([("displayName".to_string(), json!("Ana Garcia"))]));
+    assert_eq!(
+        values,
+        BTreeMap::from([("displayName".to_string(), json!("Ana Garcia"))])
+    );
 }
 
 #[test]
 fn normalize_that_changes_nothing_continues() {
     let rules = rules("[[rule]]\nkind = \"normalize\"\nattribute = \"city\"\nsteps = [\"trim\", \"title_case\"]\n");
-    assert_eq!(rules.evaluate(&request(&[("city", text("Madrid"))])), SubmitAction::ContinueWithDefaultBehavior);
-    assert!(matches!(rules.evaluate(&request(&[("city", text("madrid"))])), SubmitAction::ModifyAttributeValues(_)));
+    assert_eq!(
+        rules.evaluate(&request(&[("city", text("Madrid"))])),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
+    assert!(matches!(
+        rules.evaluate(&request(&[("city", text("madrid"))])),
+        SubmitAction::ModifyAttributeValues(_)
+    ));
 }
 
 // ------------------------------------------------------------------ block
@@ -726,24 +940,39 @@ fn block_equals_ignores_case_and_surrounding_spaces() {
     );
     assert_eq!(
         rules.evaluate(&request(&[("accountType", text(" RESELLER "))])),
-        SubmitAction::ShowBlockPage { title: Some("Partners".to_string()), message: "Use the partner portal.".to_string() }
+        SubmitAction::ShowBlockPage {
+            title: Some("Partners".to_string()),
+            message: "Use the partner portal.".to_string()
+        }
     );
-    assert_eq!(rules.evaluate(&request(&[("accountType", text("Reseller,Customer"))])), SubmitAction::ContinueWithDefaultBehavior);
+    assert_eq!(
+        rules.evaluate(&request(&[("accountType", text("Reseller,Customer"))])),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
 }
 
 #[test]
 fn block_matches_a_regex() {
-    let rules = rules("[[rule]]\nkind = \"block\"\nattribute = \"companyName\"\nmatches = '(?i)\\bcompetitor\\b'\nmessage = \"No.\"\n");
+    let rules = rules(
+        "[[rule]]\nkind = \"block\"\nattribute = \"companyName\"\nmatches = '(?i)\\bcompetitor\\b'\nmessage = \"No.\"\n",
+    );
     assert_eq!(
         rules.evaluate(&request(&[("companyName", text("The Competitor Inc"))])),
-        SubmitAction::ShowBlockPage { title: None, message: "No.".to_string() }
+        SubmitAction::ShowBlockPage {
+            title: None,
+            message: "No.".to_string()
+        }
     );
-    assert!(!is_blocked(&rules, &request(&[("companyName", text("Competitors United"))])));
+    assert!(!is_blocked(
+        &rules,
+        &request(&[("companyName", text("Competitors United"))])
+    ));
 }
 
 #[test]
 fn block_contains_an_item() {
-    let rules = rules("[[rule]]\nkind = \"block\"\nattribute = \"groups\"\ncontains = [\"Applicant\"]\nmessage = \"No.\"\n");
+    let rules =
+        rules("[[rule]]\nkind = \"block\"\nattribute = \"groups\"\ncontains = [\"Applicant\"]\nmessage = \"No.\"\n");
     let full = format!("{APP}groups");
     assert!(is_blocked(&rules, &request(&[(&full, text("Alumni, applicant"))])));
     assert!(!is_blocked(&rules, &request(&[(&full, text("Alumni,Applicants"))])));
@@ -780,8 +1009,20 @@ fn the_first_block_in_file_order_wins() {
         SubmitAction::ShowBlockPage { message, .. } => message,
         other => panic!("unexpected {other:?}"),
     };
-    assert_eq!(message(with_email_identity(request(&[("city", text("Atlantis"))]), "a@contoso.com")), "first");
-    assert_eq!(message(with_email_identity(request(&[("city", text("Madrid"))]), "a@contoso.com")), "second");
+    assert_eq!(
+        message(with_email_identity(
+            request(&[("city", text("Atlantis"))]),
+            "a@contoso.com"
+        )),
+        "first"
+    );
+    assert_eq!(
+        message(with_email_identity(
+            request(&[("city", text("Madrid"))]),
+            "a@contoso.com"
+        )),
+        "second"
+    );
     assert_eq!(message(request(&[("city", text("Madrid"))])), "third");
 }
 
@@ -807,7 +1048,10 @@ fn block_wins_over_validation_errors_and_changes() {
     );
     assert_eq!(
         rules.evaluate(&request(&[("city", text(" Atlantis "))])),
-        SubmitAction::ShowBlockPage { title: None, message: "Blocked.".to_string() }
+        SubmitAction::ShowBlockPage {
+            title: None,
+            message: "Blocked.".to_string()
+        }
     );
     // Without the block, the validation error wins over the change.
     assert!(errors(rules.evaluate(&request(&[("city", text(" Madrid "))]))).contains_key("givenName"));
@@ -923,8 +1167,14 @@ fn blank_optional_values_skip_the_value_checks() {
         values = ["x"]
         "#,
     );
-    assert_eq!(rules.evaluate(&request(&[("a", text(""))])), SubmitAction::ContinueWithDefaultBehavior);
-    assert_eq!(rules.evaluate(&request(&[("a", text("  "))])), SubmitAction::ContinueWithDefaultBehavior);
+    assert_eq!(
+        rules.evaluate(&request(&[("a", text(""))])),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
+    assert_eq!(
+        rules.evaluate(&request(&[("a", text("  "))])),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
     assert_eq!(rules.evaluate(&request(&[])), SubmitAction::ContinueWithDefaultBehavior);
     assert!(errors(rules.evaluate(&request(&[("a", text("y"))]))).contains_key("a"));
 }
@@ -994,7 +1244,10 @@ fn example_file_loads_with_every_kind() {
 #[test]
 fn example_file_lets_the_sample_with_identities_continue() {
     let rules = RuleSet::load(std::path::Path::new(EXAMPLE_FILE)).expect("example loads");
-    assert_eq!(rules.evaluate(&sample(SAMPLE_WITH_IDENTITIES)), SubmitAction::ContinueWithDefaultBehavior);
+    assert_eq!(
+        rules.evaluate(&sample(SAMPLE_WITH_IDENTITIES)),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
 }
 
 #[test]
@@ -1031,12 +1284,23 @@ fn example_file_invite_codes_and_blocks() {
     let rules = RuleSet::load(std::path::Path::new(EXAMPLE_FILE)).expect("example loads");
     let base = |extra: (&str, AttributeValue)| request(&[("givenName", text("Ana")), extra]);
     let code = format!("{APP}inviteCode");
-    assert_eq!(rules.evaluate(&base((&code, text("example-invite-k2m9")))), SubmitAction::ContinueWithDefaultBehavior);
+    assert_eq!(
+        rules.evaluate(&base((&code, text("EXAMPLE-INVITE-7Q4X")))),
+        SubmitAction::ContinueWithDefaultBehavior
+    );
+    // Accepted however typed, because a normalize rule upper-cases it first (and sends that back).
+    assert_eq!(
+        modified(rules.evaluate(&base((&code, text(" example-invite-k2m9 "))))),
+        BTreeMap::from([(code.clone(), json!("EXAMPLE-INVITE-K2M9"))])
+    );
     assert_eq!(
         errors(rules.evaluate(&base((&code, text("EXAMPLE-INVITE-0000"))))),
         error_map(&[(&code, "This invite code is not valid.")])
     );
     let groups = format!("{APP}universityGroups");
     assert!(is_blocked(&rules, &base((&groups, text("Alumni,Applicant")))));
-    assert!(is_blocked(&rules, &with_email_identity(base(("city", text("Madrid"))), "x@eu.mailinator.com")));
+    assert!(is_blocked(
+        &rules,
+        &with_email_identity(base(("city", text("Madrid"))), "x@eu.mailinator.com")
+    ));
 }

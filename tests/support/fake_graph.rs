@@ -1,0 +1,198 @@
+//! A fake Microsoft Graph (TLS): directory audits with paging (`$skiptoken` in an
+//! `@odata.nextLink` on the same origin, or an overridden link), users, user PATCH, group
+//! members via `$ref`, and injected responses (429/503 with `Retry-After`, 4xx errors) that
+//! are answered before normal handling. Only tokens the Entra fake issued are accepted;
+//! every request is recorded (without the token).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use url::Url;
+
+use super::fake_server::{FakeServer, Request, Response, Tokens};
+use super::tls::TestCa;
+
+#[derive(Debug, Clone)]
+pub struct GraphRequest {
+    pub method: String,
+    pub path: String,
+    /// Decoded query parameters.
+    pub query: HashMap<String, String>,
+    pub authorized: bool,
+    pub had_authorization_header: bool,
+    pub client_request_id: Option<String>,
+    pub body: Value,
+}
+
+pub struct FakeGraph {
+    server: FakeServer,
+    state: Arc<Mutex<State>>,
+}
+
+struct State {
+    base: String,
+    accepted: Tokens,
+    requests: Vec<GraphRequest>,
+    injected: VecDeque<Response>,
+    audit_pages: Vec<Vec<Value>>,
+    next_link_override: Option<String>,
+    users: HashMap<String, Value>,
+    members: HashMap<String, HashSet<String>>,
+}
+
+impl FakeGraph {
+    pub fn start(ca: &TestCa, accepted: Tokens) -> FakeGraph {
+        let state = Arc::new(Mutex::new(State {
+            base: String::new(),
+            accepted,
+            requests: Vec::new(),
+            injected: VecDeque::new(),
+            audit_pages: vec![Vec::new()],
+            next_link_override: None,
+            users: HashMap::new(),
+            members: HashMap::new(),
+        }));
+        let handler_state = state.clone();
+        let server = FakeServer::start(
+            Some(ca.server_config()),
+            Arc::new(move |request| handle(&mut handler_state.lock().unwrap(), request)),
+        );
+        state.lock().unwrap().base = server.url().as_str().trim_end_matches('/').to_string();
+        FakeGraph { server, state }
+    }
+
+    /// `GRAPH_BASE_URL`.
+    pub fn url(&self) -> Url {
+        self.server.url()
+    }
+
+    /// The token scope Graph expects: `{origin}/.default`.
+    pub fn scope(&self) -> String {
+        format!("{}/.default", self.server.url().origin().ascii_serialization())
+    }
+
+    pub fn set_audit_pages(&self, pages: Vec<Vec<Value>>) {
+        self.state.lock().unwrap().audit_pages = pages;
+    }
+
+    /// The `@odata.nextLink` sent on the first page instead of the real one.
+    pub fn set_next_link(&self, link: &str) {
+        self.state.lock().unwrap().next_link_override = Some(link.to_string());
+    }
+
+    pub fn add_user(&self, user: Value) {
+        let id = user["id"].as_str().expect("user id").to_string();
+        self.state.lock().unwrap().users.insert(id, user);
+    }
+
+    /// Answers the next request(s) with these responses, in order.
+    pub fn inject(&self, response: Response) {
+        self.state.lock().unwrap().injected.push_back(response);
+    }
+
+    pub fn requests(&self) -> Vec<GraphRequest> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    pub fn members(&self, group: &str) -> HashSet<String> {
+        self.state.lock().unwrap().members.get(group).cloned().unwrap_or_default()
+    }
+}
+
+/// A Graph error body with request ids, as Graph sends them.
+pub fn graph_error(status: u16, code: &str, message: &str, request_id: &str) -> Response {
+    Response::json(
+        status,
+        &json!({"error": {"code": code, "message": message, "innerError": {
+            "date": "2026-11-20T10:00:00", "request-id": request_id, "client-request-id": request_id}}}),
+    )
+    .with_header("request-id", request_id)
+}
+
+fn handle(state: &mut State, request: &Request) -> Response {
+    let authorized = state.accepted.accepts(request.bearer());
+    state.requests.push(GraphRequest {
+        method: request.method.clone(),
+        path: request.path.clone(),
+        query: request.query_params(),
+        authorized,
+        had_authorization_header: request.header("authorization").is_some(),
+        client_request_id: request.header("client-request-id").map(str::to_string),
+        body: request.json(),
+    });
+    let request_id = uuid::Uuid::new_v4().to_string();
+    if !authorized {
+        return graph_error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.", &request_id);
+    }
+    if let Some(response) = state.injected.pop_front() {
+        return response;
+    }
+    let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    let response = match (request.method.as_str(), segments.as_slice()) {
+        ("GET", ["v1.0", "auditLogs", "directoryAudits"]) => {
+            let params = request.query_params();
+            let page: usize = params.get("$skiptoken").and_then(|t| t.parse().ok()).unwrap_or(0);
+            let values = state.audit_pages.get(page).cloned().unwrap_or_default();
+            let mut body = json!({
+                "@odata.context": format!("{}/v1.0/$metadata#auditLogs/directoryAudits", state.base),
+                "value": values,
+            });
+            if page == 0
+                && let Some(link) = &state.next_link_override
+            {
+                body["@odata.nextLink"] = json!(link);
+            } else if page + 1 < state.audit_pages.len() {
+                let mut next = Url::parse(&format!("{}/v1.0/auditLogs/directoryAudits", state.base)).unwrap();
+                if let Some(filter) = params.get("$filter") {
+                    next.query_pairs_mut().append_pair("$filter", filter);
+                }
+                next.query_pairs_mut().append_pair("$skiptoken", &(page + 1).to_string());
+                body["@odata.nextLink"] = json!(next.as_str());
+            }
+            Response::json(200, &body)
+        }
+        ("GET", ["v1.0", "users"]) => {
+            let users: Vec<Value> = state.users.values().cloned().collect();
+            Response::json(200, &json!({"value": users}))
+        }
+        ("GET", ["v1.0", "users", id]) => match state.users.get(*id) {
+            Some(user) => Response::json(200, user),
+            None => graph_error(
+                404,
+                "Request_ResourceNotFound",
+                &format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present."),
+                &request_id,
+            ),
+        },
+        ("PATCH", ["v1.0", "users", id]) => match state.users.get_mut(*id) {
+            Some(user) => {
+                if let (Some(user), Value::Object(patch)) = (user.as_object_mut(), request.json()) {
+                    user.extend(patch);
+                }
+                Response::empty(204)
+            }
+            None => graph_error(404, "Request_ResourceNotFound", "not found", &request_id),
+        },
+        ("POST", ["v1.0", "groups", group, "members", "$ref"]) => {
+            let reference = request.json()["@odata.id"].as_str().unwrap_or_default().to_string();
+            let expected_prefix = format!("{}/v1.0/directoryObjects/", state.base);
+            let Some(member) = reference.strip_prefix(&expected_prefix) else {
+                return graph_error(400, "Request_BadRequest", "Invalid object identifier.", &request_id);
+            };
+            let members = state.members.entry(group.to_string()).or_default();
+            if members.insert(member.to_string()) {
+                Response::empty(204)
+            } else {
+                graph_error(
+                    400,
+                    "Request_BadRequest",
+                    "One or more added object references already exist for the following modified properties: 'members'.",
+                    &request_id,
+                )
+            }
+        }
+        _ => graph_error(400, "BadRequest", "Unsupported request.", &request_id),
+    };
+    response.with_header("request-id", &request_id)
+}
