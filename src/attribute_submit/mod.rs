@@ -78,7 +78,12 @@ impl AttributeSubmit {
         let action = self.rules.evaluate(&request);
         log::info!(
             "{FUNCTION_NAME}: correlation {}: {} ({} attributes)",
-            request.correlation_id.as_deref().unwrap_or("-"),
+            // Echoed only when it is the GUID Entra sends, never arbitrary input.
+            request
+                .correlation_id
+                .as_deref()
+                .filter(|id| uuid::Uuid::parse_str(id).is_ok())
+                .unwrap_or("-"),
             action.name(),
             request.attributes.len()
         );

@@ -1,6 +1,6 @@
 //! Declarative sign-up rules for OnAttributeCollectionSubmit.
 //!
-//! A TOML file of `[[rule]]` tables (reference: docs/rules.md) is compiled once at start
+//! A TOML file of `[[rule]]` tables (reference: README, "Sign-up rules") is compiled once at start
 //! into a [`RuleSet`]; every submit is then evaluated without I/O:
 //! `normalize` rules first, then block rules (`block`, `email_domain`), then validation
 //! rules, giving one action with the precedence

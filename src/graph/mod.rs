@@ -291,6 +291,8 @@ pub struct Pager<T> {
     client: GraphClient,
     operation: &'static str,
     next: Option<Url>,
+    /// A refused nextLink, reported by the call after the page that carried it.
+    refused: Option<GraphError>,
     pages: u32,
     item: PhantomData<fn() -> T>,
 }
@@ -300,14 +302,19 @@ impl<T> fmt::Debug for Pager<T> {
         f.debug_struct("Pager")
             .field("operation", &self.operation)
             .field("pages", &self.pages)
-            .field("done", &self.next.is_none())
+            .field("done", &(self.next.is_none() && self.refused.is_none()))
             .finish()
     }
 }
 
 impl<T: DeserializeOwned> Pager<T> {
-    /// The next page, or `None` when the collection is exhausted.
+    /// The next page, or `None` when the collection is exhausted. A page whose nextLink
+    /// leaves the Graph origin is still returned; the following call fails with
+    /// [`GraphError::ForeignNextLink`] (so records already read are not lost).
     pub async fn next_page(&mut self) -> Result<Option<Vec<T>>, GraphError> {
+        if let Some(refused) = self.refused.take() {
+            return Err(refused);
+        }
         let Some(url) = self.next.take() else {
             return Ok(None);
         };
@@ -318,7 +325,10 @@ impl<T: DeserializeOwned> Pager<T> {
         let page: PageBody<T> = answer.json(self.operation)?;
         self.pages += 1;
         if let Some(link) = page.next_link {
-            self.next = Some(self.client.checked_next_link(self.operation, &link)?);
+            match self.client.checked_next_link(self.operation, &link) {
+                Ok(next) => self.next = Some(next),
+                Err(refused) => self.refused = Some(refused),
+            }
         }
         Ok(Some(page.value))
     }
@@ -465,6 +475,7 @@ impl GraphClient {
             client: self.clone(),
             operation,
             next: Some(self.url(path, parameters)),
+            refused: None,
             pages: 0,
             item: PhantomData,
         }

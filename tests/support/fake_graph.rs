@@ -194,5 +194,9 @@ fn handle(state: &mut State, request: &Request) -> Response {
         }
         _ => graph_error(400, "BadRequest", "Unsupported request.", &request_id),
     };
-    response.with_header("request-id", &request_id)
+    if response.headers.iter().any(|(name, _)| name == "request-id") {
+        response
+    } else {
+        response.with_header("request-id", &request_id)
+    }
 }

@@ -43,6 +43,8 @@ fn command(env: &[(&str, &str)], logs: &tempfile::TempDir) -> Command {
         command.env_remove(name);
     }
     command.env("RUST_LOG", "info");
+    // The fakes live on loopback: never send their traffic through a developer's proxy.
+    command.env("NO_PROXY", "127.0.0.1,localhost").env("no_proxy", "127.0.0.1,localhost");
     for (name, value) in env {
         command.env(name, value);
     }

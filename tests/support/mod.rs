@@ -1,7 +1,15 @@
 //! Helpers shared by the integration tests and benchmarks. Each test binary uses a subset.
 #![allow(dead_code)]
 
+pub mod app_certs;
 pub mod extension;
+pub mod fake_entra;
+pub mod fake_graph;
+pub mod fake_identity;
+pub mod fake_key_vault;
+pub mod fake_server;
+pub mod graph_fakes;
 pub mod handler;
 pub mod jwks_server;
+pub mod tls;
 pub mod tokens;
