@@ -82,6 +82,7 @@ async fn main() {
     let handler = RunningHandler::start(&settings).await;
     let url = handler.url("/api/AttributeSubmit");
     let client = reqwest::Client::builder()
+        .no_proxy()
         .pool_max_idle_per_host(concurrency)
         .build()
         .unwrap();

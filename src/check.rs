@@ -21,7 +21,7 @@ use crate::credentials::{
 use crate::graph::{GraphClient, GraphError};
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
-use crate::settings::graph::{self, CertificateLocation, GraphConfig, GraphSettings, KeyVaultIdentity};
+use crate::settings::graph::{CertificateLocation, GraphConfig, GraphSettings, KeyVaultIdentity};
 
 /// Exit code when a connection check fails.
 pub const EXIT_CONNECTION_FAILED: u8 = 1;
@@ -62,15 +62,19 @@ pub async fn run_with(environment: &HashMap<String, String>, options: CheckOptio
     report.line("signup-bridge check");
 
     report.section("Settings");
+    let graph_config = GraphConfig::from_map(environment);
     let mut settings_ok = true;
     match Settings::from_map(environment) {
         Ok(_) => report.pass("application settings are valid", None),
         Err(error) => {
-            // Graph settings are reported below, once.
+            // Graph's own problems are reported below, once.
             let problems: Vec<_> = error
                 .problems
                 .iter()
-                .filter(|problem| !graph::ALL.contains(&problem.setting))
+                .filter(|problem| match &graph_config {
+                    Err(graph_error) => !graph_error.problems.contains(problem),
+                    Ok(_) => true,
+                })
                 .collect();
             if problems.is_empty() {
                 report.pass("application settings are valid", None);
@@ -84,7 +88,7 @@ pub async fn run_with(environment: &HashMap<String, String>, options: CheckOptio
     }
 
     report.section("Graph access");
-    let graph_settings = match GraphConfig::from_map(environment) {
+    let graph_settings = match graph_config {
         Err(error) => {
             for problem in &error.problems {
                 report.fail(&problem.to_string(), "correct the setting");
@@ -130,7 +134,10 @@ fn describe(report: &mut Report<'_>, settings: &GraphSettings) {
             vault_url,
             certificate_name,
         } => {
-            report.item("certificate", &format!("Key Vault {vault_url}, certificate \"{certificate_name}\""));
+            report.item(
+                "certificate",
+                &format!("Key Vault {vault_url}, certificate \"{certificate_name}\""),
+            );
             let identity = match settings.key_vault_identity {
                 KeyVaultIdentity::ManagedIdentity { client_id: Some(id) } => {
                     format!("{} {id}", credentials::identity_name(settings.key_vault_identity))
@@ -188,7 +195,14 @@ async fn check_connections(report: &mut Report<'_>, settings: &GraphSettings, op
             }
         }
         Err(error) => {
-            report.fail(&format!("certificate from {what}: {error}"), &certificate_hint(&error, settings));
+            let problem = match &error {
+                CredentialError::Certificate(load) => load.to_string(),
+                other => other.to_string(),
+            };
+            report.fail(
+                &format!("certificate from {what}: {problem}"),
+                &certificate_hint(&error, settings),
+            );
             report.skip("token", "needs the certificate");
             report.skip("Graph call", "needs a token");
             return false;
@@ -205,7 +219,10 @@ async fn check_connections(report: &mut Report<'_>, settings: &GraphSettings, op
             );
         }
         Err(error) => {
-            report.fail(&format!("token for {scope}: {error}"), &token_hint(&error, &credential, settings));
+            report.fail(
+                &format!("token for {scope}: {error}"),
+                &token_hint(&error, &credential, settings),
+            );
             report.skip("Graph call", "needs a token");
             return false;
         }
@@ -320,13 +337,21 @@ fn rejection_hint(rejection: &TokenEndpointError, settings: &GraphSettings) -> S
              Certificates & secrets (a rotated Key Vault certificate must be registered too)"
         )
     } else if rejection.has_code(700016) {
-        format!("no application {client} in tenant {}: check GRAPH_CLIENT_ID and GRAPH_TENANT_ID", settings.tenant_id)
+        format!(
+            "no application {client} in tenant {}: check GRAPH_CLIENT_ID and GRAPH_TENANT_ID",
+            settings.tenant_id
+        )
     } else if rejection.has_code(90002) || rejection.has_code(90023) {
-        format!("tenant {} was not found: check GRAPH_TENANT_ID / ENTRA_TENANT_ID", settings.tenant_id)
+        format!(
+            "tenant {} was not found: check GRAPH_TENANT_ID / ENTRA_TENANT_ID",
+            settings.tenant_id
+        )
     } else if rejection.has_code(700024) {
         "the client assertion's time is out of range: check this machine's clock".to_string()
     } else if rejection.is_certificate_rejection() {
-        format!("the app registration {client} does not accept this certificate: register it under Certificates & secrets")
+        format!(
+            "the app registration {client} does not accept this certificate: register it under Certificates & secrets"
+        )
     } else {
         "check GRAPH_CLIENT_ID, GRAPH_TENANT_ID and AZURE_AUTHORITY_HOST".to_string()
     }
@@ -340,9 +365,13 @@ fn graph_hint(error: &GraphError) -> String {
         (Some(401), _) => {
             "Graph refused the token: GRAPH_BASE_URL must belong to the same cloud as AZURE_AUTHORITY_HOST".to_string()
         }
-        (Some(429), _) => "Graph is throttling this app (5 requests / 10 s for the audit log): try again later".to_string(),
+        (Some(429), _) => {
+            "Graph is throttling this app (5 requests / 10 s for the audit log): try again later".to_string()
+        }
         (Some(status), _) if status >= 500 => "Graph is having trouble: try again later".to_string(),
-        _ if error.is_transient() => "check GRAPH_BASE_URL and the network path to it (HTTPS_PROXY, SSL_CERT_FILE)".to_string(),
+        _ if error.is_transient() => {
+            "check GRAPH_BASE_URL and the network path to it (HTTPS_PROXY, SSL_CERT_FILE)".to_string()
+        }
         _ => "check GRAPH_BASE_URL".to_string(),
     }
 }

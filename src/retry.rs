@@ -294,7 +294,10 @@ mod tests {
         })
         .await
         .unwrap_err();
-        assert_eq!((error.error, error.attempts, error.stop), ("forbidden", 1, Stop::NotRetryable));
+        assert_eq!(
+            (error.error, error.attempts, error.stop),
+            ("forbidden", 1, Stop::NotRetryable)
+        );
         assert_eq!(calls.get(), 1);
     }
 

@@ -312,7 +312,7 @@ async fn an_oversized_chunked_body_is_cut_off_with_413() {
 #[tokio::test]
 async fn other_methods_and_paths_get_json_errors() {
     let fixture = ExtensionFixture::start(&[]).await;
-    let client = reqwest::Client::new();
+    let client = support::handler::loopback_client();
     let response = client
         .get(fixture.handler.url("/api/AttributeSubmit"))
         .send()

@@ -100,7 +100,7 @@ fn the_package_ignore_list_keeps_what_the_host_needs() {
 #[tokio::test]
 async fn every_function_folder_has_a_route_in_the_handler() {
     let handler = RunningHandler::start(&[("EXTENSION_SKIP_TOKEN_VALIDATION", "true")]).await;
-    let client = reqwest::Client::new();
+    let client = support::handler::loopback_client();
     for (name, bindings) in function_folders() {
         if is_http_function(&bindings) {
             let trigger = bindings.iter().find(|b| b["type"] == "httpTrigger").unwrap();

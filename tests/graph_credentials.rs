@@ -102,7 +102,10 @@ fn pem_bundles_load_in_any_order_and_pick_the_certificate_matching_the_key() {
             &certificate,
         );
         // No content type: sniffed.
-        assert_is(&ClientCertificate::from_key_vault_secret(&text, None).unwrap(), &certificate);
+        assert_is(
+            &ClientCertificate::from_key_vault_secret(&text, None).unwrap(),
+            &certificate,
+        );
     }
 }
 
@@ -154,8 +157,8 @@ fn debug_output_shows_no_key_material() {
 #[tokio::test]
 async fn key_vault_secrets_of_both_content_types_load() {
     let fakes = GraphFakes::start();
-    let source = credentials::certificate_source(&fakes.settings(), &fakes.http(), Some(fakes.key_vault_credential()))
-        .unwrap();
+    let source =
+        credentials::certificate_source(&fakes.settings(), &fakes.http(), Some(fakes.key_vault_credential())).unwrap();
     assert!(matches!(source, CertificateSource::KeyVault(_)));
     assert_eq!(source.load().await.unwrap().x5t_s256(), fakes.certificate.x5t_s256());
 

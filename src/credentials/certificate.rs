@@ -270,10 +270,15 @@ mod tests {
             CertificateError::Pkcs12(_)
         ));
         assert_eq!(
-            ClientCertificate::from_pem(b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n")
-                .unwrap_err(),
+            ClientCertificate::from_pem(
+                b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n"
+            )
+            .unwrap_err(),
             CertificateError::EncryptedKey
         );
-        assert_eq!(ClientCertificate::from_pem(b"hello").unwrap_err(), CertificateError::NoPem);
+        assert_eq!(
+            ClientCertificate::from_pem(b"hello").unwrap_err(),
+            CertificateError::NoPem
+        );
     }
 }

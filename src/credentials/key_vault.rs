@@ -103,7 +103,10 @@ impl KeyVaultCertificate {
             .map_err(|_| KeyVaultError::Timeout)?
             .map_err(|error| self.map_error(error))?;
         let secret = response.into_model().map_err(|error| self.map_error(error))?;
-        let value = secret.value.filter(|v| !v.is_empty()).ok_or(KeyVaultError::EmptySecret)?;
+        let value = secret
+            .value
+            .filter(|v| !v.is_empty())
+            .ok_or(KeyVaultError::EmptySecret)?;
         Ok(ClientCertificate::from_key_vault_secret(
             &value,
             secret.content_type.as_deref(),

@@ -63,7 +63,7 @@ pub enum CertificateSource {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertificateLoadError {
-    #[error("Key Vault: {0}")]
+    #[error(transparent)]
     KeyVault(#[from] KeyVaultError),
     #[error("could not read the certificate file {}: {source}", path.display())]
     File { path: PathBuf, source: std::io::Error },
@@ -92,10 +92,12 @@ impl CertificateSource {
 }
 
 async fn load_file(path: &Path) -> Result<ClientCertificate, CertificateLoadError> {
-    let bytes = tokio::fs::read(path).await.map_err(|source| CertificateLoadError::File {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|source| CertificateLoadError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
     ClientCertificate::from_file_bytes(&bytes).map_err(|source| CertificateLoadError::Parse {
         path: path.to_path_buf(),
         source,

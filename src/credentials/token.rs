@@ -164,7 +164,12 @@ struct ErrorResponse {
 
 impl CertificateCredential {
     /// `token_url` is `{authority}/{tenant}/oauth2/v2.0/token` ([`GraphSettings::token_url`](crate::settings::graph::GraphSettings::token_url)).
-    pub fn new(client_id: Uuid, token_url: Url, source: CertificateSource, http: reqwest::Client) -> CertificateCredential {
+    pub fn new(
+        client_id: Uuid,
+        token_url: Url,
+        source: CertificateSource,
+        http: reqwest::Client,
+    ) -> CertificateCredential {
         CertificateCredential {
             client_id,
             token_url,
@@ -213,7 +218,11 @@ impl CertificateCredential {
                 log::warn!(
                     "the token endpoint rejected certificate {} ({}); reloading it from {}",
                     certificate.sha1_thumbprint(),
-                    rejection.codes.first().map(|c| format!("AADSTS{c}")).unwrap_or(rejection.error.clone()),
+                    rejection
+                        .codes
+                        .first()
+                        .map(|c| format!("AADSTS{c}"))
+                        .unwrap_or(rejection.error.clone()),
                     self.source.describe()
                 );
                 let reloaded = Arc::new(self.source.load().await?);

@@ -259,7 +259,12 @@ impl Answer {
         serde_json::from_slice(&self.body).map_err(|error| GraphError::InvalidResponse {
             operation,
             // The category and position only: serde's message can quote the data.
-            detail: format!("{:?} error at line {} column {}", error.classify(), error.line(), error.column()),
+            detail: format!(
+                "{:?} error at line {} column {}",
+                error.classify(),
+                error.line(),
+                error.column()
+            ),
         })
     }
 }
@@ -368,6 +373,17 @@ impl GraphClient {
         credential: Arc<dyn TokenCredential>,
     ) -> GraphClient {
         GraphClient::new(http, settings.base_url.clone(), credential)
+    }
+
+    /// The production client: the certificate credential the settings describe (Key Vault
+    /// with the managed identity / developer login, or a file). Build it once per process and
+    /// share it, so the certificate is read once and the token reused.
+    pub fn for_settings(
+        settings: &GraphSettings,
+        http: reqwest::Client,
+    ) -> Result<GraphClient, crate::credentials::KeyVaultError> {
+        let credential = crate::credentials::graph_credential(settings, &http, None)?;
+        Ok(GraphClient::from_settings(settings, http, Arc::new(credential)))
     }
 
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> GraphClient {
@@ -545,9 +561,7 @@ impl GraphClient {
                     .header("client-request-id", &client_request_id)
                     .header("return-client-request-id", "true");
                 if let Some(body) = body {
-                    request = request
-                        .header(CONTENT_TYPE, "application/json")
-                        .body(body.to_string());
+                    request = request.header(CONTENT_TYPE, "application/json").body(body.to_string());
                 }
                 let response = request.send().await.map_err(|error| transport_failure(&error))?;
                 let status = response.status();
@@ -628,7 +642,9 @@ mod tests {
 
     #[test]
     fn the_audit_filter_quotes_and_formats_times() {
-        let since = DateTime::parse_from_rfc3339("2026-11-20T10:00:00.987Z").unwrap().to_utc();
+        let since = DateTime::parse_from_rfc3339("2026-11-20T10:00:00.987Z")
+            .unwrap()
+            .to_utc();
         let query = AuditQuery::added_users_since(since);
         assert_eq!(
             query.filter().unwrap(),
@@ -638,7 +654,10 @@ mod tests {
             activity: Some("Update user's group".into()),
             ..AuditQuery::default()
         };
-        assert_eq!(quoted.filter().unwrap(), "activityDisplayName eq 'Update user''s group'");
+        assert_eq!(
+            quoted.filter().unwrap(),
+            "activityDisplayName eq 'Update user''s group'"
+        );
         assert_eq!(AuditQuery::default().filter(), None);
     }
 

@@ -145,9 +145,11 @@ impl TargetResource {
     }
 
     pub fn modified_property(&self, display_name: &str) -> Option<&ModifiedProperty> {
-        self.modified_properties
-            .iter()
-            .find(|p| p.display_name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(display_name)))
+        self.modified_properties.iter().find(|p| {
+            p.display_name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(display_name))
+        })
     }
 }
 
@@ -216,7 +218,9 @@ pub struct KeyValue {
 
 impl fmt::Debug for KeyValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyValue").field("key", &self.key).finish_non_exhaustive()
+        f.debug_struct("KeyValue")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -338,8 +342,14 @@ impl fmt::Debug for UserPatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UserPatch")
             .field("display_name", &self.display_name.as_ref().map(|_| "<set>"))
-            .field("user_principal_name", &self.user_principal_name.as_ref().map(|_| "<set>"))
-            .field("extension_attributes", &self.extension_attributes.keys().collect::<Vec<_>>())
+            .field(
+                "user_principal_name",
+                &self.user_principal_name.as_ref().map(|_| "<set>"),
+            )
+            .field(
+                "extension_attributes",
+                &self.extension_attributes.keys().collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -402,7 +412,10 @@ mod tests {
             Some("728309ae-4a67-4219-83ea-8e7e1a1d7e50")
         );
         let debug = format!("{audit:?}");
-        assert!(!debug.contains("bob@contoso.com") && !debug.contains("Audry"), "{debug}");
+        assert!(
+            !debug.contains("bob@contoso.com") && !debug.contains("Audry"),
+            "{debug}"
+        );
     }
 
     #[test]

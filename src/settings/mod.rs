@@ -2,6 +2,7 @@
 //! under `func start`), validated at start-up. A bad setting stops the process with a
 //! message that names it and says what a good value looks like.
 
+pub mod destinations;
 pub mod graph;
 
 use crate::attribute_submit::jwks::default_jwks_urls;

@@ -80,9 +80,22 @@ impl AppCertificate {
         std::fs::write(&cert, self.certificate_pem()).expect("write certificate");
         let mut command = Command::new("openssl");
         command.args(["pkcs12", "-export", "-passout", "pass:", "-name", "graph-client"]);
-        command.arg("-inkey").arg(&key).arg("-in").arg(&cert).arg("-out").arg(&out);
+        command
+            .arg("-inkey")
+            .arg(&key)
+            .arg("-in")
+            .arg(&cert)
+            .arg("-out")
+            .arg(&out);
         if flavour == PfxFlavour::Legacy3Des {
-            command.args(["-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES", "-macalg", "sha1"]);
+            command.args([
+                "-keypbe",
+                "PBE-SHA1-3DES",
+                "-certpbe",
+                "PBE-SHA1-3DES",
+                "-macalg",
+                "sha1",
+            ]);
         }
         let status = match command.output() {
             Ok(output) => output.status,

@@ -56,7 +56,7 @@ impl ExtensionFixture {
             handler,
             key,
             jwks,
-            client: reqwest::Client::new(),
+            client: super::handler::loopback_client(),
         }
     }
 

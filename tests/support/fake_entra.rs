@@ -90,6 +90,10 @@ impl FakeEntra {
         self.state.lock().unwrap().scope = Some(scope.to_string());
     }
 
+    pub fn accept_any_scope(&self) {
+        self.state.lock().unwrap().scope = None;
+    }
+
     pub fn set_expires_in(&self, seconds: u64) {
         self.state.lock().unwrap().expires_in = seconds;
     }
@@ -178,7 +182,8 @@ fn handle(state: &mut State, request: &Request) -> Response {
             state,
             401,
             700027,
-            "The certificate with identifier used to sign the client assertion is not registered on application.".into(),
+            "The certificate with identifier used to sign the client assertion is not registered on application."
+                .into(),
         );
     };
     let key = DecodingKey::from_rsa_der(&rsa_public_key(&der));
@@ -191,7 +196,12 @@ fn handle(state: &mut State, request: &Request) -> Response {
     let claims = match jsonwebtoken::decode::<Claims>(&assertion, &key, &validation) {
         Ok(data) => data.claims,
         Err(error) => {
-            return invalid_client(state, 401, 700027, format!("Client assertion failed validation: {error:?}."));
+            return invalid_client(
+                state,
+                401,
+                700027,
+                format!("Client assertion failed validation: {error:?}."),
+            );
         }
     };
     if claims.sub != state.client_id {

@@ -96,7 +96,13 @@ impl FakeGraph {
     }
 
     pub fn members(&self, group: &str) -> HashSet<String> {
-        self.state.lock().unwrap().members.get(group).cloned().unwrap_or_default()
+        self.state
+            .lock()
+            .unwrap()
+            .members
+            .get(group)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -123,7 +129,12 @@ fn handle(state: &mut State, request: &Request) -> Response {
     });
     let request_id = uuid::Uuid::new_v4().to_string();
     if !authorized {
-        return graph_error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.", &request_id);
+        return graph_error(
+            401,
+            "InvalidAuthenticationToken",
+            "Access token is empty or invalid.",
+            &request_id,
+        );
     }
     if let Some(response) = state.injected.pop_front() {
         return response;
@@ -147,7 +158,8 @@ fn handle(state: &mut State, request: &Request) -> Response {
                 if let Some(filter) = params.get("$filter") {
                     next.query_pairs_mut().append_pair("$filter", filter);
                 }
-                next.query_pairs_mut().append_pair("$skiptoken", &(page + 1).to_string());
+                next.query_pairs_mut()
+                    .append_pair("$skiptoken", &(page + 1).to_string());
                 body["@odata.nextLink"] = json!(next.as_str());
             }
             Response::json(200, &body)
@@ -161,7 +173,9 @@ fn handle(state: &mut State, request: &Request) -> Response {
             None => graph_error(
                 404,
                 "Request_ResourceNotFound",
-                &format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present."),
+                &format!(
+                    "Resource '{id}' does not exist or one of its queried reference-property objects are not present."
+                ),
                 &request_id,
             ),
         },

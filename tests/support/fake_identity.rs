@@ -91,7 +91,10 @@ fn handle(state: &mut State, secret: &str, request: &Request) -> Response {
         || resource.is_empty()
     {
         state.refused += 1;
-        return Response::json(400, &json!({"statusCode": 400, "message": "invalid managed identity request"}));
+        return Response::json(
+            400,
+            &json!({"statusCode": 400, "message": "invalid managed identity request"}),
+        );
     }
     let client_id = params.get("client_id").cloned();
     state.requests.push(IdentityRequest {
@@ -143,7 +146,10 @@ impl TokenCredential for IdentityEndpointCredential {
             .await
             .map_err(failed)?;
         let token = body["access_token"].as_str().unwrap_or_default().to_string();
-        let expires_on: i64 = body["expires_on"].as_str().and_then(|s| s.parse().ok()).unwrap_or_default();
+        let expires_on: i64 = body["expires_on"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_default();
         Ok(AccessToken::new(
             Secret::new(token),
             azure_core::time::OffsetDateTime::from_unix_timestamp(expires_on).expect("expiry"),

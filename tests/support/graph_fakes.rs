@@ -93,9 +93,10 @@ impl GraphFakes {
     }
 
     pub fn credential(&self) -> Arc<CertificateCredential> {
-        let credential = credentials::graph_credential(&self.settings(), &self.http(), Some(self.key_vault_credential()))
-            .expect("credential")
-            .with_retry_policy(quick_retries());
+        let credential =
+            credentials::graph_credential(&self.settings(), &self.http(), Some(self.key_vault_credential()))
+                .expect("credential")
+                .with_retry_policy(quick_retries());
         Arc::new(credential)
     }
 

@@ -44,7 +44,9 @@ fn command(env: &[(&str, &str)], logs: &tempfile::TempDir) -> Command {
     }
     command.env("RUST_LOG", "info");
     // The fakes live on loopback: never send their traffic through a developer's proxy.
-    command.env("NO_PROXY", "127.0.0.1,localhost").env("no_proxy", "127.0.0.1,localhost");
+    command
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -70,6 +72,7 @@ impl RunningHandler {
         let mut child = command(&all_env, &logs).spawn().expect("the binary starts");
         let base_url = format!("http://127.0.0.1:{port}");
         let probe = reqwest::Client::builder()
+            .no_proxy()
             .timeout(Duration::from_millis(500))
             .build()
             .unwrap();
@@ -130,4 +133,9 @@ pub async fn start_expecting_failure(env: &[(&str, &str)]) -> (i32, String) {
         .unwrap();
     let stderr = std::fs::read_to_string(logs.path().join("stderr.log")).unwrap_or_default();
     (status.code().unwrap_or(-1), stderr)
+}
+
+/// An HTTP client for the handler and the fakes: loopback only, so never through a proxy.
+pub fn loopback_client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
 }
