@@ -81,7 +81,10 @@ pub async fn run_with(environment: &HashMap<String, String>, options: CheckOptio
             } else {
                 settings_ok = false;
                 for problem in problems {
-                    report.fail(&problem.to_string(), "set it in the Function App's settings (or local.settings.json)");
+                    report.fail(
+                        &problem.to_string(),
+                        "set it in the Function App's settings (or local.settings.json)",
+                    );
                 }
             }
         }

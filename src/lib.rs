@@ -15,3 +15,4 @@ pub mod provisioning;
 pub mod retry;
 pub mod settings;
 pub mod startup;
+pub mod store;

@@ -6,7 +6,7 @@ use crate::attribute_submit::rules::RuleSet;
 use crate::attribute_submit::token::{TokenValidationConfig, TokenValidator};
 use crate::attribute_submit::{self, AttributeSubmit, CallerCheck};
 use crate::functions_host::{self, FunctionTable, HttpResponse};
-use crate::poll_audit_logs;
+use crate::poll_audit_logs::{self, PollAuditLogs};
 use crate::settings::{Settings, TokenValidation};
 use anyhow::Context;
 use std::future::Future;
@@ -74,6 +74,9 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Handler> {
     };
     let attribute_submit = Arc::new(AttributeSubmit::new(caller_check, rules));
 
+    // Step 3 wires the poller here; until it is configured the timer answers and says why.
+    let poll = Arc::new(PollAuditLogs::NotConfigured("Graph access and the state store are not wired yet".to_string()));
+
     let functions = FunctionTable::new()
         .forwarded_http(
             &format!("/api/{}", attribute_submit::FUNCTION_NAME),
@@ -96,7 +99,10 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Handler> {
                 }
             },
         )
-        .invocation(poll_audit_logs::FUNCTION_NAME, poll_audit_logs::invoke);
+        .invocation(poll_audit_logs::FUNCTION_NAME, move |request, log| {
+            let poll = poll.clone();
+            async move { poll.invoke(request, log).await }
+        });
 
     Ok(Handler {
         functions,

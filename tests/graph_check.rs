@@ -151,23 +151,49 @@ async fn check_without_the_audit_permission_exits_1() {
 const CHILD: &str = "SIGNUP_BRIDGE_TEST_CHECK_CHILD";
 const USER_ASSIGNED: &str = "8e5c1a2b-3d4e-4f60-9a7b-8c9d0e1f2a3b";
 
+/// In the child process (this test binary started again by [`check_in_a_process`]): runs the
+/// check as `signup-bridge check` does, settings from the process environment, and exits with
+/// its code. In the parent: returns.
+fn run_check_if_child() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let code = runtime.block_on(check::run(&std::env::vars().collect()));
+    std::process::exit(if code == ExitCode::SUCCESS {
+        0
+    } else if code == ExitCode::from(EXIT_SETTINGS_INVALID) {
+        i32::from(EXIT_SETTINGS_INVALID)
+    } else {
+        i32::from(EXIT_CONNECTION_FAILED)
+    });
+}
+
+/// Runs the check in a separate process with exactly `environment` (plus the child marker):
+/// this test binary, re-entering `test_name`. (Once `main.rs` wires the `check` command, this
+/// can start `env!("CARGO_BIN_EXE_signup-bridge") check` instead.)
+fn check_in_a_process(test_name: &str, environment: &HashMap<String, String>) -> (Option<i32>, String) {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+        .env_clear()
+        .envs(environment)
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), report)
+}
+
 /// The check as the deployed app runs it: settings and `IDENTITY_ENDPOINT` from the process
-/// environment, the real managed-identity credential, OS trust (+ `SSL_CERT_FILE`).
-/// Runs this test binary again as the child process.
+/// environment, the real `ManagedIdentityCredential` (a user-assigned identity selected by
+/// client id), OS trust with the test CA added through `SSL_CERT_FILE`.
 #[test]
 fn check_in_its_own_process_uses_the_managed_identity_and_os_trust() {
-    if std::env::var_os(CHILD).is_some() {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let code = runtime.block_on(check::run(&std::env::vars().collect()));
-        std::process::exit(if code == ExitCode::SUCCESS {
-            0
-        } else if code == ExitCode::from(EXIT_SETTINGS_INVALID) {
-            i32::from(EXIT_SETTINGS_INVALID)
-        } else {
-            i32::from(EXIT_CONNECTION_FAILED)
-        });
-    }
-
+    run_check_if_child();
     let fakes = GraphFakes::start();
     let ca_file = fakes.ca.write_ca_file(fakes.dir.path());
     let mut environment = app_settings(&fakes);
@@ -177,29 +203,12 @@ fn check_in_its_own_process_uses_the_managed_identity_and_os_trust() {
     environment.insert("IDENTITY_HEADER".into(), fakes.identity.header_secret().to_string());
     environment.insert("MANAGED_IDENTITY_CLIENT_ID".into(), USER_ASSIGNED.into());
     environment.insert("SSL_CERT_FILE".into(), ca_file.display().to_string());
-    environment.insert(CHILD.into(), "1".into());
-    if let Some(path) = std::env::var_os("PATH") {
-        environment.insert("PATH".into(), path.to_string_lossy().into_owned());
-    }
 
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "check_in_its_own_process_uses_the_managed_identity_and_os_trust",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env_clear()
-        .envs(&environment)
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{report}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    let (code, report) = check_in_a_process(
+        "check_in_its_own_process_uses_the_managed_identity_and_os_trust",
+        &environment,
     );
+    assert_eq!(code, Some(0), "{report}");
     assert!(report.contains("user-assigned managed identity 8e5c1a2b"), "{report}");
     assert!(report.contains("Result: all 4 checks passed"), "{report}");
 
@@ -211,4 +220,26 @@ fn check_in_its_own_process_uses_the_managed_identity_and_os_trust() {
     assert_eq!(fakes.vault.secret_reads(), 1);
     assert_eq!(fakes.entra.token_requests(), 1);
     assert_eq!(fakes.graph.requests().len(), 1);
+}
+
+/// A developer machine without `az` (no PATH at all): the Key Vault step fails, says to sign
+/// in, and nothing else is attempted.
+#[test]
+fn check_on_a_developer_machine_without_a_login_says_to_sign_in() {
+    run_check_if_child();
+    let fakes = GraphFakes::start();
+    let ca_file = fakes.ca.write_ca_file(fakes.dir.path());
+    let mut environment = app_settings(&fakes);
+    environment.insert("GRAPH_KEY_VAULT_URL".into(), fakes.vault.loopback_url().to_string());
+    environment.insert("SSL_CERT_FILE".into(), ca_file.display().to_string());
+
+    let (code, report) = check_in_a_process(
+        "check_on_a_developer_machine_without_a_login_says_to_sign_in",
+        &environment,
+    );
+    assert_eq!(code, Some(i32::from(EXIT_CONNECTION_FAILED)), "{report}");
+    assert!(report.contains("Azure CLI / Azure Developer CLI login"), "{report}");
+    assert!(report.contains("az login"), "{report}");
+    assert_eq!(fakes.vault.secret_reads(), 0);
+    assert_eq!(fakes.entra.token_requests(), 0);
 }

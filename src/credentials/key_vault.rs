@@ -121,7 +121,7 @@ impl KeyVaultCertificate {
             },
             ErrorKind::Credential => KeyVaultError::Credential {
                 identity: self.identity,
-                message: first_line(&error.to_string()),
+                message: cause_chain(&error),
             },
             ErrorKind::Connection | ErrorKind::Io => KeyVaultError::Connection,
             ErrorKind::DataConversion => KeyVaultError::Other("the response could not be read".into()),
@@ -152,6 +152,27 @@ fn is_loopback(url: &Url) -> bool {
         Some(url::Host::Ipv6(address)) => address.is_loopback(),
         None => false,
     }
+}
+
+/// The error and its causes on one line, without repeats ("a: b: c").
+fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(error) = current {
+        let line = error
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !line.is_empty() && !parts.iter().any(|part| part.contains(&line)) {
+            parts.push(line);
+        }
+        current = error.source();
+    }
+    let joined = parts.join(": ");
+    joined.chars().take(600).collect()
 }
 
 fn first_line(text: &str) -> String {

@@ -119,9 +119,20 @@ pub struct InvocationResponse {
     pub logs: Vec<String>,
     #[serde(rename = "ReturnValue")]
     pub return_value: Value,
+    /// The invocation failed: answered with a 500 (and the same JSON object), so the host
+    /// records a failed execution (alertable) and, for queues, retries the message.
+    #[serde(skip)]
+    pub failed: bool,
 }
 
 impl InvocationResponse {
+    pub fn failed(logs: InvocationLog) -> InvocationResponse {
+        InvocationResponse {
+            failed: true,
+            ..InvocationResponse::with_logs(logs)
+        }
+    }
+
     pub fn with_logs(logs: InvocationLog) -> InvocationResponse {
         InvocationResponse {
             logs: logs.into_lines(),

@@ -182,9 +182,10 @@ impl FunctionTable {
                 log::debug!("{name}: invocation {invocation_id}");
             }
             let response = handler(request, InvocationLog::new(name)).await;
+            let status = if response.failed { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK };
             let body = serde_json::to_value(response)
                 .unwrap_or_else(|_| json!({"Outputs": {}, "Logs": [], "ReturnValue": null}));
-            return HttpResponse::json(StatusCode::OK, body);
+            return HttpResponse::json(status, body);
         }
 
         HttpResponse::error(StatusCode::NOT_FOUND, "not_found", "no function is served at this path")

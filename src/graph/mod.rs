@@ -10,6 +10,7 @@
 //! the request URL (which can hold personal data in `$filter`).
 
 pub mod models;
+mod resume;
 
 use std::fmt;
 use std::marker::PhantomData;

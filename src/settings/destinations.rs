@@ -106,7 +106,6 @@ pub const DEFAULT_POOL_SIZE: usize = 4;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 const ENDPOINT: &str = "an https:// URL (http:// only for 127.0.0.1, [::1] or localhost)";
-const NAME: &str = "letters, digits and underscores";
 
 /// The external destinations that are configured; `None` means disabled.
 #[derive(Debug, Clone, Default)]

@@ -4,6 +4,8 @@
 
 pub mod destinations;
 pub mod graph;
+pub mod poll;
+pub mod storage;
 
 use crate::attribute_submit::jwks::default_jwks_urls;
 use std::collections::HashMap;

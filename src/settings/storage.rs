@@ -50,7 +50,7 @@ pub const DEFAULT_STATE_DIR: &str = ".signup-state";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageSettings {
-    Azure(AzureStorageSettings),
+    Azure(Box<AzureStorageSettings>),
     /// The embedded store in this directory.
     Embedded(PathBuf),
 }
@@ -123,7 +123,11 @@ impl StorageSettings {
             && (!(1..=20).contains(&prefix.len())
                 || !prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
         {
-            reader.problem(NAME_PREFIX, "is not valid", "1-20 lowercase letters and digits, e.g. t42");
+            reader.problem(
+                NAME_PREFIX,
+                "is not valid",
+                "1-20 lowercase letters and digits, e.g. t42",
+            );
         }
 
         let azure = if let Some(connection) = reader.raw(AZURE_WEB_JOBS_STORAGE) {
@@ -176,7 +180,7 @@ impl StorageSettings {
             );
         }
         match azure {
-            Some(settings) => StorageSettings::Azure(settings),
+            Some(settings) => StorageSettings::Azure(Box::new(settings)),
             None => StorageSettings::Embedded(PathBuf::from(DEFAULT_STATE_DIR)), // discarded: problems recorded
         }
     }
@@ -202,7 +206,11 @@ fn identity_settings(reader: &mut Reader<'_>, name_prefix: Option<String>) -> Op
         (Some(blob), Some(queue), _) => Some((blob, queue)),
         (None, None, Some(account)) => {
             if account.len() < 3 || !account.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
-                reader.problem(ACCOUNT_NAME, "is not a storage account name", "3-24 lowercase letters and digits");
+                reader.problem(
+                    ACCOUNT_NAME,
+                    "is not a storage account name",
+                    "3-24 lowercase letters and digits",
+                );
                 None
             } else {
                 let url = |service: &str| Url::parse(&format!("https://{account}.{service}.core.windows.net")).ok();
@@ -266,26 +274,34 @@ mod tests {
 
     fn azure(pairs: &[(&str, &str)]) -> AzureStorageSettings {
         match settings(pairs).unwrap() {
-            StorageSettings::Azure(azure) => azure,
+            StorageSettings::Azure(azure) => *azure,
             other => panic!("expected Azure, got {other:?}"),
         }
     }
 
     #[test]
     fn nothing_configured_means_the_embedded_store() {
-        assert_eq!(settings(&[]).unwrap(), StorageSettings::Embedded(PathBuf::from(".signup-state")));
+        assert_eq!(
+            settings(&[]).unwrap(),
+            StorageSettings::Embedded(PathBuf::from(".signup-state"))
+        );
         assert_eq!(
             settings(&[(STATE_DIR, "/var/lib/signup")]).unwrap(),
             StorageSettings::Embedded(PathBuf::from("/var/lib/signup"))
         );
         // Blank counts as unset, as with every setting.
-        assert!(matches!(settings(&[(AZURE_WEB_JOBS_STORAGE, "  ")]).unwrap(), StorageSettings::Embedded(_)));
+        assert!(matches!(
+            settings(&[(AZURE_WEB_JOBS_STORAGE, "  ")]).unwrap(),
+            StorageSettings::Embedded(_)
+        ));
     }
 
     #[test]
     fn a_connection_string_selects_azure_storage() {
         let dev = azure(&[(AZURE_WEB_JOBS_STORAGE, "UseDevelopmentStorage=true")]);
-        assert!(matches!(dev.auth, StorageAuth::SharedKey { ref account_name, .. } if account_name == "devstoreaccount1"));
+        assert!(
+            matches!(dev.auth, StorageAuth::SharedKey { ref account_name, .. } if account_name == "devstoreaccount1")
+        );
         assert_eq!(dev.queue_endpoint.port(), Some(10001));
         assert_eq!(dev.physical_name("signup-state"), "signup-state");
 
@@ -296,6 +312,7 @@ mod tests {
         assert_eq!(keyed.physical_name("signup-provision"), "t42-signup-provision");
         assert!(keyed.describe().contains("https://contoso.blob.core.windows.net/"));
         assert!(!keyed.describe().contains(KEY));
+        assert!(!format!("{keyed:?}").contains(KEY) && !format!("{dev:?}").contains("Eby8vdM02"));
     }
 
     #[test]
@@ -314,7 +331,10 @@ mod tests {
     fn identity_connections_by_account_name_or_service_uris() {
         let by_name = azure(&[(ACCOUNT_NAME, "contoso")]);
         assert_eq!(by_name.blob_endpoint.as_str(), "https://contoso.blob.core.windows.net/");
-        assert_eq!(by_name.queue_endpoint.as_str(), "https://contoso.queue.core.windows.net/");
+        assert_eq!(
+            by_name.queue_endpoint.as_str(),
+            "https://contoso.queue.core.windows.net/"
+        );
         assert_eq!(by_name.auth, StorageAuth::DeveloperTools);
 
         let in_azure = azure(&[(ACCOUNT_NAME, "contoso"), ("WEBSITE_INSTANCE_ID", "abc")]);
@@ -327,7 +347,10 @@ mod tests {
             (CLIENT_ID, "11112222-bbbb-3333-cccc-4444dddd5555"),
             (ACCOUNT_NAME, "ignored"),
         ]);
-        assert_eq!(user_assigned.blob_endpoint.host_str(), Some("contoso.blob.core.usgovcloudapi.net"));
+        assert_eq!(
+            user_assigned.blob_endpoint.host_str(),
+            Some("contoso.blob.core.usgovcloudapi.net")
+        );
         assert_eq!(
             user_assigned.auth,
             StorageAuth::ManagedIdentity {
@@ -339,7 +362,12 @@ mod tests {
     #[test]
     fn identity_problems_are_named() {
         let names = |pairs: &[(&str, &str)]| -> Vec<&'static str> {
-            settings(pairs).unwrap_err().problems.iter().map(|p| p.setting).collect()
+            settings(pairs)
+                .unwrap_err()
+                .problems
+                .iter()
+                .map(|p| p.setting)
+                .collect()
         };
         assert_eq!(
             names(&[(BLOB_SERVICE_URI, "https://contoso.blob.core.windows.net")]),
@@ -353,20 +381,33 @@ mod tests {
             vec![BLOB_SERVICE_URI]
         );
         assert_eq!(
-            names(&[(ACCOUNT_NAME, "contoso"), (CREDENTIAL, "clientsecret"), (CLIENT_ID, "nope")]),
+            names(&[
+                (ACCOUNT_NAME, "contoso"),
+                (CREDENTIAL, "clientsecret"),
+                (CLIENT_ID, "nope")
+            ]),
             vec![CLIENT_ID, CREDENTIAL]
         );
         assert_eq!(names(&[(ACCOUNT_NAME, "Contoso_1")]), vec![ACCOUNT_NAME]);
-        assert_eq!(names(&[(CLIENT_ID, "11112222-bbbb-3333-cccc-4444dddd5555")]), vec![CLIENT_ID]);
+        assert_eq!(
+            names(&[(CLIENT_ID, "11112222-bbbb-3333-cccc-4444dddd5555")]),
+            vec![CLIENT_ID]
+        );
     }
 
     #[test]
     fn the_state_dir_and_azure_storage_exclude_each_other_and_prefixes_are_checked() {
-        let error = settings(&[(AZURE_WEB_JOBS_STORAGE, "UseDevelopmentStorage=true"), (STATE_DIR, "/tmp/x")])
-            .unwrap_err();
+        let error = settings(&[
+            (AZURE_WEB_JOBS_STORAGE, "UseDevelopmentStorage=true"),
+            (STATE_DIR, "/tmp/x"),
+        ])
+        .unwrap_err();
         assert_eq!(error.problems[0].setting, STATE_DIR);
-        let error = settings(&[(AZURE_WEB_JOBS_STORAGE, "UseDevelopmentStorage=true"), (NAME_PREFIX, "Bad-Prefix")])
-            .unwrap_err();
+        let error = settings(&[
+            (AZURE_WEB_JOBS_STORAGE, "UseDevelopmentStorage=true"),
+            (NAME_PREFIX, "Bad-Prefix"),
+        ])
+        .unwrap_err();
         assert_eq!(error.problems[0].setting, NAME_PREFIX);
     }
 }

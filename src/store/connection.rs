@@ -21,7 +21,8 @@ use crate::settings::parse_endpoint;
 /// Azurite's account, documented by Microsoft and the same on every machine.
 pub const DEVELOPMENT_ACCOUNT: &str = "devstoreaccount1";
 /// Azurite's published key for [`DEVELOPMENT_ACCOUNT`] (not a secret).
-const DEVELOPMENT_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+const DEVELOPMENT_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 const DEVELOPMENT_BLOB_ENDPOINT: &str = "http://127.0.0.1:10000/devstoreaccount1";
 const DEVELOPMENT_QUEUE_ENDPOINT: &str = "http://127.0.0.1:10001/devstoreaccount1";
 const DEFAULT_ENDPOINT_SUFFIX: &str = "core.windows.net";
@@ -210,8 +211,7 @@ impl StorageAccount {
 
 /// A service root: https (http only on loopback), no query, no trailing slash.
 pub fn service_endpoint(text: &str) -> Result<Url, String> {
-    let mut url = parse_endpoint(text.trim())
-        .map_err(|problem| problem.replace("an entry", "the endpoint"))?;
+    let mut url = parse_endpoint(text.trim()).map_err(|problem| problem.replace("an entry", "the endpoint"))?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err("the endpoint has a query or fragment (put a SAS in SharedAccessSignature)".to_string());
     }
@@ -246,14 +246,23 @@ mod tests {
     #[test]
     fn development_storage_is_azurite_with_its_published_key() {
         let account = parse("UseDevelopmentStorage=true").unwrap();
-        assert_eq!(account.blob_endpoint.as_str(), "http://127.0.0.1:10000/devstoreaccount1");
-        assert_eq!(account.queue_endpoint.as_str(), "http://127.0.0.1:10001/devstoreaccount1");
+        assert_eq!(
+            account.blob_endpoint.as_str(),
+            "http://127.0.0.1:10000/devstoreaccount1"
+        );
+        assert_eq!(
+            account.queue_endpoint.as_str(),
+            "http://127.0.0.1:10001/devstoreaccount1"
+        );
         let ConnectionAuth::AccountKey { account_name, key } = account.auth else {
             panic!("shared key")
         };
         assert_eq!(account_name, "devstoreaccount1");
         assert_eq!(key.bytes().len(), 64);
-        assert_eq!(parse("usedevelopmentstorage=TRUE;").unwrap().blob_endpoint.port(), Some(10000));
+        assert_eq!(
+            parse("usedevelopmentstorage=TRUE;").unwrap().blob_endpoint.port(),
+            Some(10000)
+        );
         assert_eq!(
             parse("UseDevelopmentStorage=false"),
             Err(ConnectionStringError::DevelopmentNotTrue)
@@ -270,8 +279,14 @@ mod tests {
             "DefaultEndpointsProtocol=https;AccountName=contoso;AccountKey={KEY};EndpointSuffix=core.chinacloudapi.cn"
         ))
         .unwrap();
-        assert_eq!(account.blob_endpoint.as_str(), "https://contoso.blob.core.chinacloudapi.cn/");
-        assert_eq!(account.queue_endpoint.as_str(), "https://contoso.queue.core.chinacloudapi.cn/");
+        assert_eq!(
+            account.blob_endpoint.as_str(),
+            "https://contoso.blob.core.chinacloudapi.cn/"
+        );
+        assert_eq!(
+            account.queue_endpoint.as_str(),
+            "https://contoso.queue.core.chinacloudapi.cn/"
+        );
         let ConnectionAuth::AccountKey { account_name, key } = &account.auth else {
             panic!("shared key")
         };
@@ -279,7 +294,10 @@ mod tests {
         assert_eq!(key.bytes(), b"secret-key-for-tests");
 
         let default_suffix = parse(&format!("AccountName=contoso;AccountKey={KEY}")).unwrap();
-        assert_eq!(default_suffix.queue_endpoint.host_str(), Some("contoso.queue.core.windows.net"));
+        assert_eq!(
+            default_suffix.queue_endpoint.host_str(),
+            Some("contoso.queue.core.windows.net")
+        );
     }
 
     #[test]
@@ -289,7 +307,10 @@ mod tests {
              BlobEndpoint=http://127.0.0.1:41000/devstoreaccount1/;QueueEndpoint=http://127.0.0.1:41001/devstoreaccount1;"
         ))
         .unwrap();
-        assert_eq!(account.blob_endpoint.as_str(), "http://127.0.0.1:41000/devstoreaccount1");
+        assert_eq!(
+            account.blob_endpoint.as_str(),
+            "http://127.0.0.1:41000/devstoreaccount1"
+        );
         assert_eq!(
             resource_url(&account.queue_endpoint, "signup-provision").as_str(),
             "http://127.0.0.1:41001/devstoreaccount1/signup-provision"
@@ -308,8 +329,13 @@ mod tests {
              SharedAccessSignature=?sv=2022-11-02&ss=bq&sig=abc%3D",
         )
         .unwrap();
-        assert_eq!(account.auth, ConnectionAuth::Sas(SasToken::new("sv=2022-11-02&ss=bq&sig=abc%3D")));
-        let ConnectionAuth::Sas(sas) = account.auth else { panic!() };
+        assert_eq!(
+            account.auth,
+            ConnectionAuth::Sas(SasToken::new("sv=2022-11-02&ss=bq&sig=abc%3D"))
+        );
+        let ConnectionAuth::Sas(sas) = account.auth else {
+            panic!()
+        };
         assert_eq!(sas.query(), "sv=2022-11-02&ss=bq&sig=abc%3D");
         let by_name = parse("AccountName=contoso;SharedAccessSignature=sv=1&sig=x").unwrap();
         assert_eq!(by_name.blob_endpoint.host_str(), Some("contoso.blob.core.windows.net"));
@@ -319,9 +345,18 @@ mod tests {
     fn malformed_strings_are_refused_without_quoting_them() {
         let secret = "c2VjcmV0LWtleS1mb3ItdGVzdHM";
         let cases = [
-            (format!("AccountName=contoso;{secret}"), ConnectionStringError::NotKeyValue(2)),
-            (format!("AccountName=contoso;AccountKey=x;{secret}=="), ConnectionStringError::UnknownKey(3)),
-            (format!("AccountName=contoso;AccountKey={secret}!"), ConnectionStringError::BadKey),
+            (
+                format!("AccountName=contoso;{secret}"),
+                ConnectionStringError::NotKeyValue(2),
+            ),
+            (
+                format!("AccountName=contoso;AccountKey=x;{secret}=="),
+                ConnectionStringError::UnknownKey(3),
+            ),
+            (
+                format!("AccountName=contoso;AccountKey={secret}!"),
+                ConnectionStringError::BadKey,
+            ),
             (format!("AccountKey={KEY}"), ConnectionStringError::KeyWithoutName),
             ("AccountName=contoso".to_string(), ConnectionStringError::NoCredential),
             (
@@ -336,8 +371,14 @@ mod tests {
                 format!("DefaultEndpointsProtocol=ftp;AccountName=contoso;AccountKey={KEY}"),
                 ConnectionStringError::BadProtocol,
             ),
-            ("SharedAccessSignature=sig=x".to_string(), ConnectionStringError::NoEndpoint("BlobEndpoint")),
-            (format!("AccountName=con/toso;AccountKey={KEY}"), ConnectionStringError::BadAccountName),
+            (
+                "SharedAccessSignature=sig=x".to_string(),
+                ConnectionStringError::NoEndpoint("BlobEndpoint"),
+            ),
+            (
+                format!("AccountName=con/toso;AccountKey={KEY}"),
+                ConnectionStringError::BadAccountName,
+            ),
         ];
         for (text, expected) in cases {
             let error = parse(&text).unwrap_err();
@@ -349,14 +390,29 @@ mod tests {
 
     #[test]
     fn plain_http_is_refused_off_loopback() {
-        let error = parse(&format!("DefaultEndpointsProtocol=http;AccountName=contoso;AccountKey={KEY}")).unwrap_err();
-        assert!(matches!(error, ConnectionStringError::BadEndpoint { key: "BlobEndpoint", .. }));
+        let error = parse(&format!(
+            "DefaultEndpointsProtocol=http;AccountName=contoso;AccountKey={KEY}"
+        ))
+        .unwrap_err();
+        assert!(matches!(
+            error,
+            ConnectionStringError::BadEndpoint {
+                key: "BlobEndpoint",
+                ..
+            }
+        ));
         assert!(error.to_string().contains("http://"), "{error}");
         let error = parse(&format!(
             "AccountName=contoso;AccountKey={KEY};BlobEndpoint=https://x.example/?sv=1;QueueEndpoint=https://y.example"
         ))
         .unwrap_err();
-        assert!(matches!(error, ConnectionStringError::BadEndpoint { key: "BlobEndpoint", .. }));
+        assert!(matches!(
+            error,
+            ConnectionStringError::BadEndpoint {
+                key: "BlobEndpoint",
+                ..
+            }
+        ));
     }
 
     #[test]

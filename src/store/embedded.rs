@@ -32,9 +32,9 @@ use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use super::{
-    CheckpointName, ExpectedVersion, LEDGER_CONTAINER, MAX_RECEIVE, QueueName, ReceivedMessage, STATE_CONTAINER,
-    Store, StoreError, Version, Versioned, check_delay, check_message, check_visibility_timeout,
-    checkpoint_blob_name, ledger_blob_name,
+    CheckpointName, ExpectedVersion, LEDGER_CONTAINER, MAX_RECEIVE, QueueName, ReceivedMessage, STATE_CONTAINER, Store,
+    StoreError, Version, Versioned, check_delay, check_message, check_visibility_timeout, checkpoint_blob_name,
+    ledger_blob_name,
 };
 
 /// How long an operation waits for another process's lock before reporting it as transient.
@@ -50,7 +50,9 @@ pub struct EmbeddedStore {
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedStore").field("root", &self.root).finish_non_exhaustive()
+        f.debug_struct("EmbeddedStore")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
     }
 }
 
@@ -90,7 +92,10 @@ impl MessageName {
 
     /// Zero-padded so that names sort by visibility.
     fn file_name(&self) -> String {
-        format!("{:016}-{:010}-{}{MESSAGE_SUFFIX}", self.visible_at_ms, self.dequeue_count, self.id)
+        format!(
+            "{:016}-{:010}-{}{MESSAGE_SUFFIX}",
+            self.visible_at_ms, self.dequeue_count, self.id
+        )
     }
 
     fn receipt(&self) -> String {
@@ -348,7 +353,11 @@ impl Store for EmbeddedStore {
             for entry in entries {
                 let entry = entry.map_err(|error| io_error(LEDGER_CONTAINER, "list", error))?;
                 let name = entry.file_name();
-                if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse().ok()) {
+                if let Some(id) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".json"))
+                    .and_then(|n| n.parse().ok())
+                {
                     ids.push(id);
                 }
             }
@@ -361,8 +370,7 @@ impl Store for EmbeddedStore {
         check_message(text)?;
         let delay_ms = i64::try_from(check_delay(delay)? * 1000).unwrap_or(i64::MAX);
         let what = format!("queue {queue}");
-        let dir = |root: &Path| Self::queue_dir(root, queue);
-        let dir = dir(&self.root);
+        let dir = Self::queue_dir(&self.root, queue);
         let content = serde_json::to_vec(&MessageFile {
             text: text.to_string(),
             inserted_at: Utc::now(),
@@ -425,7 +433,9 @@ impl Store for EmbeddedStore {
                     next_visible_at: time_of(new.visible_at_ms),
                 });
             }
-            sync_dir(&dir).map_err(|error| io_error(&what, "sync", error))?;
+            if !received.is_empty() {
+                sync_dir(&dir).map_err(|error| io_error(&what, "sync", error))?;
+            }
             Ok(received)
         })
         .await
@@ -436,10 +446,12 @@ impl Store for EmbeddedStore {
         let name = MessageName::from_receipt(&message.id, &message.pop_receipt)
             .ok_or_else(|| StoreError::Invalid(format!("{what}: not a receipt from this store")))?;
         let dir = Self::queue_dir(&self.root, queue);
-        self.locked(what.clone(), move |_| match fs::remove_file(dir.join(name.file_name())) {
-            Ok(()) => sync_dir(&dir).map_err(|error| io_error(&what, "sync", error)),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound(what)),
-            Err(error) => Err(io_error(&what, "delete", error)),
+        self.locked(what.clone(), move |_| {
+            match fs::remove_file(dir.join(name.file_name())) {
+                Ok(()) => sync_dir(&dir).map_err(|error| io_error(&what, "sync", error)),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound(what)),
+                Err(error) => Err(io_error(&what, "delete", error)),
+            }
         })
         .await
     }
@@ -478,7 +490,9 @@ impl Store for EmbeddedStore {
         let what = format!("queue {queue}");
         let dir = Self::queue_dir(&self.root, queue);
         self.locked(what.clone(), move |_| {
-            let count = list_messages(&dir).map_err(|error| io_error(&what, "list", error))?.len();
+            let count = list_messages(&dir)
+                .map_err(|error| io_error(&what, "list", error))?
+                .len();
             Ok(count as u64)
         })
         .await
@@ -503,7 +517,13 @@ mod tests {
             ..name.clone()
         };
         assert!(name.file_name() < later.file_name());
-        for bad in ["x.msg", "1-2-../../etc.msg", "1-2-abc.msg", ".tmp-abc", "1-2-0123456789abcdef0123456789abcdef"] {
+        for bad in [
+            "x.msg",
+            "1-2-../../etc.msg",
+            "1-2-abc.msg",
+            ".tmp-abc",
+            "1-2-0123456789abcdef0123456789abcdef",
+        ] {
             assert_eq!(MessageName::parse(bad), None, "{bad}");
         }
         assert_eq!(MessageName::from_receipt("../x", "1-2"), None);
@@ -529,9 +549,15 @@ mod tests {
             inserted_at: Utc::now(),
             next_visible_at: Utc::now(),
         };
-        assert!(matches!(store.delete(&queue, &message).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.delete(&queue, &message).await,
+            Err(StoreError::NotFound(_))
+        ));
         message.pop_receipt = "../../x".to_string();
-        assert!(matches!(store.delete(&queue, &message).await, Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            store.delete(&queue, &message).await,
+            Err(StoreError::Invalid(_))
+        ));
     }
 
     #[tokio::test]

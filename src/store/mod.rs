@@ -81,8 +81,12 @@ pub trait Store: Send + Sync {
     async fn read_ledger(&self, object_id: Uuid) -> Result<Option<Versioned>, StoreError>;
 
     /// Writes the user's ledger with the same optimistic concurrency as checkpoints.
-    async fn write_ledger(&self, object_id: Uuid, value: &[u8], expected: &ExpectedVersion)
-    -> Result<Version, StoreError>;
+    async fn write_ledger(
+        &self,
+        object_id: Uuid,
+        value: &[u8],
+        expected: &ExpectedVersion,
+    ) -> Result<Version, StoreError>;
 
     /// The object ids of every user that has a ledger, in no particular order.
     async fn list_ledgers(&self) -> Result<Vec<Uuid>, StoreError>;

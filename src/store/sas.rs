@@ -129,7 +129,8 @@ mod tests {
         assert!(
             sas.query().ends_with(&format!(
                 "&sig={}",
-                url::form_urlencoded::byte_serialize(b"agmB4+03f7CA92Tkkim+bVQZtGfzKI5OUA3avtSZ8xk=").collect::<String>()
+                url::form_urlencoded::byte_serialize(b"agmB4+03f7CA92Tkkim+bVQZtGfzKI5OUA3avtSZ8xk=")
+                    .collect::<String>()
             )),
             "{}",
             sas.query()
@@ -137,7 +138,9 @@ mod tests {
 
         let other = AccountKey::from_base64("c2VjcmV0LWtleS1mb3ItdGVzdHM=").unwrap();
         let sas = mint("myaccount", &other, expiry(), false);
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(sas.query().as_bytes()).into_owned().collect();
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(sas.query().as_bytes())
+            .into_owned()
+            .collect();
         let sig = pairs.iter().find(|(k, _)| k == "sig").map(|(_, v)| v.as_str());
         assert_eq!(sig, Some("N04PkkpG061oJr78dbHfe+bJ5q2/nrytzRDuDbQFXEU="));
     }
