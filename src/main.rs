@@ -2,6 +2,7 @@
 //! The `signup-bridge` command: the Functions custom handler (`serve`) and operator tools.
 
 use clap::{Parser, Subcommand};
+use signup_bridge::poll_audit_logs::poller::PollOptions;
 use signup_bridge::{logging, settings::Settings, startup};
 use std::process::ExitCode;
 
@@ -20,6 +21,18 @@ struct Cli {
 enum Command {
     /// Run as the Azure Functions custom handler (what host.json starts).
     Serve,
+    /// Find new sign-ups and hand them to provisioning: the same code as the PollAuditLogs timer.
+    Poll {
+        /// Run one poll and exit (what the timer does at each tick).
+        #[arg(long, required = true)]
+        once: bool,
+        /// Backfill: read from this RFC 3339 time (within the audit log's retention) instead of the checkpoint.
+        #[arg(long, value_parser = parse_time)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Print the object ids that would be enqueued; enqueue nothing, write no checkpoint.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check a rules file and print how many rules it holds.
     CheckRules {
         /// The rules TOML file.
@@ -48,6 +61,33 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Poll { once: _, since, dry_run } => {
+            let Some(settings) = load_settings() else {
+                return ExitCode::from(2);
+            };
+            let poller = match startup::poller(&settings).await {
+                Ok(poller) => poller,
+                Err(error) => {
+                    log::error!("{error:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            match poller.poll_once(&PollOptions { since, dry_run }).await {
+                Ok(summary) => {
+                    if dry_run {
+                        for user in &summary.new_users {
+                            println!("{user}");
+                        }
+                    }
+                    println!("{}", summary.line());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    log::error!("poll failed, checkpoint unchanged: {error}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::CheckRules { path } => match signup_bridge::attribute_submit::rules::RuleSet::load(&path) {
             Ok(rules) => {
                 println!("{}: {} rules, valid", path.display(), rules.len());
@@ -59,6 +99,22 @@ async fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn load_settings() -> Option<Settings> {
+    match Settings::from_env_for_tools() {
+        Ok(settings) => Some(settings),
+        Err(error) => {
+            log::error!("{error}");
+            None
+        }
+    }
+}
+
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&chrono::Utc))
+        .map_err(|_| "expected an RFC 3339 time such as 2026-11-20T10:00:00Z".to_string())
 }
 
 /// SIGTERM (the host stopping the worker, a container stop) or Ctrl-C.

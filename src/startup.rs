@@ -6,13 +6,20 @@ use crate::attribute_submit::rules::RuleSet;
 use crate::attribute_submit::token::{TokenValidationConfig, TokenValidator};
 use crate::attribute_submit::{self, AttributeSubmit, CallerCheck};
 use crate::functions_host::{self, FunctionTable, HttpResponse};
+use crate::graph::GraphClient;
+use crate::poll_audit_logs::poller::Poller;
 use crate::poll_audit_logs::{self, PollAuditLogs};
+use crate::store::{self, Store};
+use crate::settings::storage::StorageSettings;
 use crate::settings::{Settings, TokenValidation};
 use anyhow::Context;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use warp::http::{HeaderValue, Method, StatusCode, header};
+
+/// One Graph request, connect to last byte; retries and paging have their own bounds.
+const GRAPH_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Outbound HTTP: rustls with the platform verifier (OS store, `SSL_CERT_FILE`,
 /// `SSL_CERT_DIR`) and the system proxy settings (`HTTPS_PROXY`).
@@ -23,6 +30,33 @@ pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
         .user_agent(concat!("signup-bridge/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("building the HTTP client")
+}
+
+/// The Graph client every Graph-facing function shares (one certificate load, one token
+/// cache), or `None` when Graph access is not configured.
+pub fn shared_graph(settings: &Settings) -> anyhow::Result<Option<GraphClient>> {
+    let Some(graph_settings) = settings.graph.settings() else {
+        return Ok(None);
+    };
+    let http = http_client(GRAPH_REQUEST_TIMEOUT)?;
+    let graph = GraphClient::for_settings(graph_settings, http).context("setting up Graph access")?;
+    Ok(Some(graph))
+}
+
+/// The state store the settings name: Azure Storage, or the embedded store.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    match &settings.storage {
+        StorageSettings::Azure(azure) => log::info!("state store: {}", azure.describe()),
+        StorageSettings::Embedded(directory) => log::info!("state store: embedded, in {}", directory.display()),
+    }
+    store::open(&settings.storage, None).await.context("opening the state store")
+}
+
+/// The poller for `signup-bridge poll`: Graph must be configured.
+pub async fn poller(settings: &Settings) -> anyhow::Result<Poller> {
+    settings.graph.require()?;
+    let graph = shared_graph(settings)?.context("Graph access is not configured")?;
+    Ok(Poller::new(graph, open_store(settings).await?, settings.poll.clone()))
 }
 
 /// The running handler's parts that outlive the function table (background tasks).
@@ -74,8 +108,16 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Handler> {
     };
     let attribute_submit = Arc::new(AttributeSubmit::new(caller_check, rules));
 
-    // Step 3 wires the poller here; until it is configured the timer answers and says why.
-    let poll = Arc::new(PollAuditLogs::NotConfigured("Graph access and the state store are not wired yet".to_string()));
+    let poll = Arc::new(match shared_graph(settings)? {
+        Some(graph) => {
+            let store = open_store(settings).await?;
+            PollAuditLogs::Ready(Arc::new(Poller::new(graph, store, settings.poll.clone())))
+        }
+        None => PollAuditLogs::NotConfigured(format!(
+            "Graph access is not configured ({})",
+            settings.graph.require().err().map(|error| error.to_string()).unwrap_or_default().replace('\n', " ")
+        )),
+    });
 
     let functions = FunctionTable::new()
         .forwarded_http(

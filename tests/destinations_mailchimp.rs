@@ -52,7 +52,10 @@ async fn a_consenting_user_becomes_a_subscribed_member_with_merge_fields() {
     let fake = FakeMailchimp::start(KEY, LIST).await;
     let client = client(fake.url().as_str(), &[]);
 
-    let outcome = client.subscribe(&user(1, " Jane.Doe@Contoso.com ", json!(true))).await.unwrap();
+    let outcome = client
+        .subscribe(&user(1, " Jane.Doe@Contoso.com ", json!(true)))
+        .await
+        .unwrap();
 
     let hash = subscriber_hash(EMAIL);
     let expected_id = format!("ue{}", &hash[..10]);
@@ -67,7 +70,10 @@ async fn a_consenting_user_becomes_a_subscribed_member_with_merge_fields() {
     let member = &members[&hash];
     assert_eq!(member.email_address, EMAIL);
     assert_eq!(member.status, "subscribed");
-    assert_eq!(Value::Object(member.merge_fields.clone()), json!({"FNAME": "Jane", "LNAME": "Doe"}));
+    assert_eq!(
+        Value::Object(member.merge_fields.clone()),
+        json!({"FNAME": "Jane", "LNAME": "Doe"})
+    );
     let calls = fake.calls();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].method, "PUT");
@@ -101,7 +107,10 @@ async fn without_consent_mailchimp_is_not_called() {
     }
     let mut no_attribute = user(2, EMAIL, json!(true));
     no_attribute.attributes.clear();
-    assert!(matches!(client.subscribe(&no_attribute).await.unwrap(), Outcome::Skipped { .. }));
+    assert!(matches!(
+        client.subscribe(&no_attribute).await.unwrap(),
+        Outcome::Skipped { .. }
+    ));
 
     assert_eq!(fake.calls().len(), 0);
     assert!(fake.members().is_empty());
@@ -119,7 +128,10 @@ async fn the_consent_attribute_and_merge_fields_come_from_settings() {
         ],
     );
     let mut user = user(1, EMAIL, json!(true));
-    assert!(matches!(client.subscribe(&user).await.unwrap(), Outcome::Skipped { .. }));
+    assert!(matches!(
+        client.subscribe(&user).await.unwrap(),
+        Outcome::Skipped { .. }
+    ));
 
     user.attributes.insert("Newsletter".into(), json!("True"));
     user.attributes.insert("university".into(), json!("Contoso U"));
@@ -166,7 +178,11 @@ async fn at_most_ten_requests_run_at_once() {
     for response in futures_util::future::join_all(unthrottled).await {
         assert_eq!(response.unwrap().status(), 200);
     }
-    assert!(fake.max_in_flight() > 10, "the fake saw only {} at once", fake.max_in_flight());
+    assert!(
+        fake.max_in_flight() > 10,
+        "the fake saw only {} at once",
+        fake.max_in_flight()
+    );
 
     let fake = FakeMailchimp::start(KEY, LIST).await;
     fake.set_delay(Duration::from_millis(50));
@@ -176,7 +192,11 @@ async fn at_most_ten_requests_run_at_once() {
         .collect();
     let outcomes = futures_util::future::join_all(users.iter().map(|user| client.subscribe(user))).await;
 
-    assert!(outcomes.iter().all(|outcome| matches!(outcome, Ok(Outcome::Done { .. }))));
+    assert!(
+        outcomes
+            .iter()
+            .all(|outcome| matches!(outcome, Ok(Outcome::Done { .. })))
+    );
     assert_eq!(fake.members().len(), 50);
     let max = fake.max_in_flight();
     assert!((2..=10).contains(&max), "{max} requests at once");
@@ -186,7 +206,12 @@ async fn at_most_ten_requests_run_at_once() {
 async fn throttling_is_transient_with_the_servers_retry_after() {
     let fake = FakeMailchimp::start(KEY, LIST).await;
     let client = client(fake.url().as_str(), &[]);
-    fake.fail_next(429, "Too Many Requests", "You have exceeded the limit of 10 simultaneous connections.", Some("30"));
+    fake.fail_next(
+        429,
+        "Too Many Requests",
+        "You have exceeded the limit of 10 simultaneous connections.",
+        Some("30"),
+    );
 
     let error = client.subscribe(&user(1, EMAIL, json!(true))).await.unwrap_err();
 
@@ -200,7 +225,12 @@ async fn throttling_is_transient_with_the_servers_retry_after() {
 async fn a_server_error_is_transient() {
     let fake = FakeMailchimp::start(KEY, LIST).await;
     let client = client(fake.url().as_str(), &[]);
-    fake.fail_next(500, "Internal Server Error", "An unexpected internal error has occurred.", None);
+    fake.fail_next(
+        500,
+        "Internal Server Error",
+        "An unexpected internal error has occurred.",
+        None,
+    );
 
     let error = client.subscribe(&user(1, EMAIL, json!(true))).await.unwrap_err();
 

@@ -3,6 +3,8 @@
 //! `SIGNUP_TEST_REQUIRE_SERVICES=1`, when they fail. Each test works in its own schema (set
 //! through `options=-c search_path=...` in `DATABASE_URL`), so they run in parallel.
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -10,6 +12,7 @@ use serde_json::{Value, json};
 use signup_bridge::provisioning::destinations::postgres::{MIGRATIONS, PostgresDestination};
 use signup_bridge::provisioning::destinations::{Email, NewUser, ObjectId, Outcome};
 use signup_bridge::settings::destinations::DestinationSettings;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
@@ -42,7 +45,9 @@ struct Schema {
 
 impl Schema {
     async fn create(url: &str) -> Schema {
-        let (admin, connection) = tokio_postgres::connect(url, NoTls).await.expect("connect to the test database");
+        let (admin, connection) = tokio_postgres::connect(url, NoTls)
+            .await
+            .expect("connect to the test database");
         tokio::spawn(connection);
         let name = format!("signup_test_{}", Uuid::new_v4().simple());
         admin.batch_execute(&format!("CREATE SCHEMA {name}")).await.unwrap();
@@ -74,7 +79,10 @@ impl Schema {
     }
 
     async fn drop(self) {
-        let _ = self.admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name)).await;
+        let _ = self
+            .admin
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name))
+            .await;
     }
 }
 
@@ -109,7 +117,9 @@ async fn migrating_twice_applies_each_migration_once() {
     assert!(first.already_applied.is_empty());
     assert!(second.applied.is_empty());
     assert_eq!(second.already_applied, all);
-    let recorded = schema.rows("SELECT version FROM {schema}.signup_bridge_migrations").await;
+    let recorded = schema
+        .rows("SELECT version FROM {schema}.signup_bridge_migrations")
+        .await;
     assert_eq!(recorded.len(), MIGRATIONS.len());
     let columns = schema
         .rows(
@@ -145,9 +155,15 @@ async fn instances_migrating_at_the_same_time_do_not_collide() {
     let reports = futures_util::future::join_all(instances.iter().map(PostgresDestination::migrate)).await;
 
     let reports: Vec<_> = reports.into_iter().map(Result::unwrap).collect();
-    assert_eq!(reports.iter().filter(|report| !report.applied.is_empty()).count(), 1, "{reports:?}");
+    assert_eq!(
+        reports.iter().filter(|report| !report.applied.is_empty()).count(),
+        1,
+        "{reports:?}"
+    );
     assert_eq!(reports.iter().filter(|report| report.applied.is_empty()).count(), 3);
-    let recorded = schema.rows("SELECT version FROM {schema}.signup_bridge_migrations").await;
+    let recorded = schema
+        .rows("SELECT version FROM {schema}.signup_bridge_migrations")
+        .await;
     assert_eq!(recorded.len(), MIGRATIONS.len());
     schema.drop().await;
 }
@@ -162,7 +178,10 @@ async fn three_deliveries_make_one_row_and_external_ids_are_merged() {
     destination.migrate().await.unwrap();
 
     for _ in 0..3 {
-        let outcome = destination.upsert_user(&user(), &ids(&[("stripe", "cus_1")])).await.unwrap();
+        let outcome = destination
+            .upsert_user(&user(), &ids(&[("stripe", "cus_1")]))
+            .await
+            .unwrap();
         assert_eq!(outcome, Outcome::Done { external_id: None });
     }
     let first = schema
@@ -191,7 +210,10 @@ async fn three_deliveries_make_one_row_and_external_ids_are_merged() {
     assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some(EMAIL));
     assert_eq!(row.get::<_, Option<String>>(2).as_deref(), Some("Jane Doe"));
     assert_eq!(row.get::<_, Option<DateTime<Utc>>>(3), user().created);
-    assert_eq!(row.get::<_, Value>(4), json!({"stripe": "cus_1", "salesforce": "003fake"}));
+    assert_eq!(
+        row.get::<_, Value>(4),
+        json!({"stripe": "cus_1", "salesforce": "003fake"})
+    );
     assert_eq!(row.get::<_, DateTime<Utc>>(5), first_provisioned);
     assert!(row.get::<_, DateTime<Utc>>(6) >= first_provisioned);
     schema.drop().await;
@@ -260,4 +282,37 @@ async fn an_unreachable_server_is_transient() {
     assert!(error.is_transient(), "{error}");
     let text = format!("{error} {error:?} {destination:?}");
     assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[tokio::test]
+async fn sslmode_require_verifies_the_servers_certificate() {
+    // No database needed: a server that answers PostgreSQL's SSLRequest with 'S' and then
+    // presents a certificate from a CA the platform does not trust.
+    let ca = support::tls::TestCa::new();
+    let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut request = [0u8; 8];
+        stream.read_exact(&mut request).await.unwrap();
+        stream.write_all(b"S").await.unwrap();
+        let handshake = acceptor.accept(stream).await;
+        (request, handshake.is_ok())
+    });
+    let values = HashMap::from([(
+        "DATABASE_URL".to_string(),
+        format!("postgres://app:hunter2@127.0.0.1:{port}/app?sslmode=require"),
+    )]);
+    let settings = DestinationSettings::from_map(&values).unwrap().postgres.unwrap();
+    let destination = PostgresDestination::new(&settings).unwrap();
+
+    let error = destination.upsert_user(&user(), &BTreeMap::new()).await.unwrap_err();
+
+    let (request, handshake_ok) = server.await.unwrap();
+    // SSLRequest: length 8, code 80877103.
+    assert_eq!(request, [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+    assert!(!handshake_ok, "the client accepted an untrusted certificate");
+    assert!(error.is_transient(), "{error}");
+    assert_eq!(error.code(), "tls", "{error}");
 }

@@ -77,9 +77,15 @@ async fn creates_a_contact_keyed_by_the_object_id() {
     );
     let calls = fake.calls();
     assert_eq!(calls.len(), 2);
-    assert_eq!((calls[0].method.as_str(), calls[0].path.as_str()), ("POST", "/services/oauth2/token"));
+    assert_eq!(
+        (calls[0].method.as_str(), calls[0].path.as_str()),
+        ("POST", "/services/oauth2/token")
+    );
     assert_eq!(calls[1].method, "PATCH");
-    assert_eq!(calls[1].path, format!("/services/data/v61.0/sobjects/Contact/{FIELD}/{ID}"));
+    assert_eq!(
+        calls[1].path,
+        format!("/services/data/v61.0/sobjects/Contact/{FIELD}/{ID}")
+    );
 }
 
 #[tokio::test]
@@ -130,11 +136,21 @@ async fn an_expired_token_is_refreshed_once_and_the_upsert_succeeds() {
     assert!(matches!(outcome, Outcome::Done { external_id: Some(_) }), "{outcome:?}");
     assert_eq!(fake.tokens_issued(), 2);
     assert_eq!(fake.contacts().len(), 2);
-    let statuses: Vec<(String, u16)> = fake.calls().iter().map(|call| (call.method.clone(), call.status)).collect();
-    let expected: Vec<(String, u16)> = [("POST", 200), ("PATCH", 201), ("PATCH", 401), ("POST", 200), ("PATCH", 201)]
+    let statuses: Vec<(String, u16)> = fake
+        .calls()
         .iter()
-        .map(|(method, status)| (method.to_string(), *status))
+        .map(|call| (call.method.clone(), call.status))
         .collect();
+    let expected: Vec<(String, u16)> = [
+        ("POST", 200),
+        ("PATCH", 201),
+        ("PATCH", 401),
+        ("POST", 200),
+        ("PATCH", 201),
+    ]
+    .iter()
+    .map(|(method, status)| (method.to_string(), *status))
+    .collect();
     assert_eq!(statuses, expected);
 }
 
@@ -191,7 +207,11 @@ async fn outages_and_the_daily_api_limit_are_transient() {
     assert!(error.is_transient(), "{error}");
     assert_eq!(error.code(), "http_403:REQUEST_LIMIT_EXCEEDED");
 
-    fake.fail_next(500, json!([{"errorCode": "UNKNOWN_EXCEPTION", "message": "An unexpected error occurred."}]), &[]);
+    fake.fail_next(
+        500,
+        json!([{"errorCode": "UNKNOWN_EXCEPTION", "message": "An unexpected error occurred."}]),
+        &[],
+    );
     assert!(client.upsert_contact(&the_user()).await.unwrap_err().is_transient());
 
     assert!(fake.contacts().is_empty());
@@ -237,5 +257,8 @@ async fn a_user_without_names_gets_a_placeholder_last_name() {
 
     client(&fake, &[]).upsert_contact(&nameless).await.unwrap();
 
-    assert_eq!(Value::Object(fake.contacts()[ID].fields.clone()), json!({"LastName": "(unknown)"}));
+    assert_eq!(
+        Value::Object(fake.contacts()[ID].fields.clone()),
+        json!({"LastName": "(unknown)"})
+    );
 }

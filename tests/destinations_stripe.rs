@@ -36,9 +36,7 @@ fn user() -> NewUser {
 
 fn customer_id(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Done {
-            external_id: Some(id),
-        } => id.clone(),
+        Outcome::Done { external_id: Some(id) } => id.clone(),
         other => panic!("expected a customer id, got {other:?}"),
     }
 }
@@ -62,12 +60,21 @@ async fn creates_a_customer_tagged_with_the_object_id_under_a_deterministic_key(
     assert!(customers[0].id.starts_with("cus_"));
     assert_eq!(customers[0].email.as_deref(), Some(EMAIL));
     assert_eq!(customers[0].name.as_deref(), Some("Jane Doe"));
-    assert_eq!(customers[0].metadata.get("entra_object_id").map(String::as_str), Some(ID));
+    assert_eq!(
+        customers[0].metadata.get("entra_object_id").map(String::as_str),
+        Some(ID)
+    );
     let calls = fake.calls();
     assert_eq!(calls.len(), 2, "{calls:?}");
-    assert_eq!((calls[0].method.as_str(), calls[0].path.as_str()), ("GET", "/v1/customers/search"));
+    assert_eq!(
+        (calls[0].method.as_str(), calls[0].path.as_str()),
+        ("GET", "/v1/customers/search")
+    );
     assert!(calls[0].query.contains("entra_object_id"));
-    assert_eq!((calls[1].method.as_str(), calls[1].path.as_str()), ("POST", "/v1/customers"));
+    assert_eq!(
+        (calls[1].method.as_str(), calls[1].path.as_str()),
+        ("POST", "/v1/customers")
+    );
     assert_eq!(
         calls[1].idempotency_key.as_deref(),
         Some(format!("signup-bridge-customer-{ID}").as_str())
@@ -181,7 +188,11 @@ async fn server_errors_are_transient_unless_stripe_says_not_to_retry() {
     let fake = FakeStripe::start(KEY).await;
     let client = client(&fake, &[("STRIPE_SEARCH_BEFORE_CREATE", "false")]);
 
-    fake.fail_next(500, json!({"type": "api_error", "message": "Something went wrong."}), &[]);
+    fake.fail_next(
+        500,
+        json!({"type": "api_error", "message": "Something went wrong."}),
+        &[],
+    );
     let error = client.ensure_customer(&user(), None).await.unwrap_err();
     assert!(error.is_transient(), "{error}");
     assert_eq!(error.code(), "http_500:api_error");
@@ -219,7 +230,10 @@ async fn a_rejected_request_is_permanent_with_stripes_code_and_no_email() {
 
     assert!(!error.is_transient());
     assert_eq!(error.code(), "http_400:email_invalid");
-    assert!(error.message().contains("HTTP 400 invalid_request_error/email_invalid"), "{error}");
+    assert!(
+        error.message().contains("HTTP 400 invalid_request_error/email_invalid"),
+        "{error}"
+    );
     assert!(error.message().contains("Invalid email address"), "{error}");
     assert_no_personal_data(&error);
 

@@ -11,6 +11,7 @@
 
 pub mod models;
 mod resume;
+pub mod throttle;
 
 use std::fmt;
 use std::marker::PhantomData;

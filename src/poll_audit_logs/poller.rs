@@ -6,6 +6,7 @@
 //! read at the start, so of two concurrent runs only one moves it.
 
 use super::checkpoint::{Checkpoint, Resume, Window};
+use crate::graph::throttle::RequestPacer;
 use crate::graph::{AuditQuery, GraphClient, GraphError, Pager};
 use crate::handover::{DetectionSource, ProvisionMessage};
 use crate::store::{CheckpointName, ExpectedVersion, PROVISION_QUEUE, Store, StoreError};
@@ -104,6 +105,8 @@ pub struct Poller {
     graph: GraphClient,
     store: Arc<dyn Store>,
     settings: PollSettings,
+    /// One per process: the audit API's limit is per app and tenant.
+    pacer: RequestPacer,
 }
 
 /// One record found in the window: a user and the time its record carries.
@@ -158,6 +161,10 @@ impl Source {
         }
     }
 
+    fn has_next(&self) -> bool {
+        self.next_link().is_some() || self.pages() == 0
+    }
+
     fn pages(&self) -> u32 {
         match self {
             Source::Audits(pager) => pager.pages(),
@@ -168,7 +175,12 @@ impl Source {
 
 impl Poller {
     pub fn new(graph: GraphClient, store: Arc<dyn Store>, settings: PollSettings) -> Poller {
-        Poller { graph, store, settings }
+        let pacer = match settings.source {
+            SourceKind::AuditLog => RequestPacer::directory_audits(),
+            // The users API has no such tight limit; Graph's general throttling still answers 429s.
+            SourceKind::Users => RequestPacer::new(20, Duration::from_secs(1)),
+        };
+        Poller { graph, store, settings, pacer }
     }
 
     fn open_source(&self, window: Window, resume_link: Option<&str>) -> Result<Source, GraphError> {
@@ -209,7 +221,11 @@ impl Poller {
         let mut records_read = 0;
         let mut new_users = Vec::new();
         let mut window_finished = true;
-        while let Some((read, found)) = source.next_page().await? {
+        loop {
+            if source.has_next() {
+                self.pacer.acquire().await;
+            }
+            let Some((read, found)) = source.next_page().await? else { break };
             records_read += read;
             let mut fresh = Vec::new();
             for found in found {

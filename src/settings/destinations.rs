@@ -260,12 +260,18 @@ impl DestinationSettings {
     pub(crate) fn from_reader(reader: &mut Reader<'_>) -> DestinationSettings {
         let timeout = read_timeout(reader);
         DestinationSettings {
-            mailchimp: any_set(reader, &MAILCHIMP_SETTINGS).then(|| read_mailchimp(reader, timeout)).flatten(),
-            stripe: any_set(reader, &STRIPE_SETTINGS).then(|| read_stripe(reader, timeout)).flatten(),
+            mailchimp: any_set(reader, &MAILCHIMP_SETTINGS)
+                .then(|| read_mailchimp(reader, timeout))
+                .flatten(),
+            stripe: any_set(reader, &STRIPE_SETTINGS)
+                .then(|| read_stripe(reader, timeout))
+                .flatten(),
             salesforce: any_set(reader, &SALESFORCE_SETTINGS)
                 .then(|| read_salesforce(reader, timeout))
                 .flatten(),
-            postgres: any_set(reader, &POSTGRES_SETTINGS).then(|| read_postgres(reader, timeout)).flatten(),
+            postgres: any_set(reader, &POSTGRES_SETTINGS)
+                .then(|| read_postgres(reader, timeout))
+                .flatten(),
         }
     }
 
@@ -350,7 +356,9 @@ fn read_mailchimp(reader: &mut Reader<'_>, timeout: Duration) -> Option<Mailchim
         valid.then(|| list.to_string())
     });
 
-    let consent_attribute = reader.raw(MAILCHIMP_CONSENT_ATTRIBUTE).unwrap_or(DEFAULT_CONSENT_ATTRIBUTE);
+    let consent_attribute = reader
+        .raw(MAILCHIMP_CONSENT_ATTRIBUTE)
+        .unwrap_or(DEFAULT_CONSENT_ATTRIBUTE);
     if !is_name(consent_attribute) {
         reader.problem(
             MAILCHIMP_CONSENT_ATTRIBUTE,
@@ -361,7 +369,11 @@ fn read_mailchimp(reader: &mut Reader<'_>, timeout: Duration) -> Option<Mailchim
 
     let merge_fields = read_merge_fields(reader);
 
-    let status_if_new = match reader.raw(MAILCHIMP_STATUS_IF_NEW).map(str::to_ascii_lowercase).as_deref() {
+    let status_if_new = match reader
+        .raw(MAILCHIMP_STATUS_IF_NEW)
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("subscribed") => MailchimpStatus::Subscribed,
         Some("pending") => MailchimpStatus::Pending,
         Some(_) => {
@@ -406,7 +418,11 @@ fn read_merge_fields(reader: &mut Reader<'_>) -> Option<Vec<MergeField>> {
         });
         match parsed {
             Some(field) if fields.iter().any(|known: &MergeField| known.tag == field.tag) => {
-                reader.problem(MAILCHIMP_MERGE_FIELDS, format!("names the tag {} twice", field.tag), EXPECTED);
+                reader.problem(
+                    MAILCHIMP_MERGE_FIELDS,
+                    format!("names the tag {} twice", field.tag),
+                    EXPECTED,
+                );
                 return None;
             }
             Some(field) => fields.push(field),
@@ -420,7 +436,8 @@ fn read_merge_fields(reader: &mut Reader<'_>) -> Option<Vec<MergeField>> {
 }
 
 fn read_stripe(reader: &mut Reader<'_>, timeout: Duration) -> Option<StripeSettings> {
-    const KEY: &str = "a Stripe secret key (sk_live_..., sk_test_...) or restricted key (rk_...) with write access to Customers";
+    const KEY: &str =
+        "a Stripe secret key (sk_live_..., sk_test_...) or restricted key (rk_...) with write access to Customers";
     let api_key = required_text(reader, STRIPE_API_KEY, KEY).and_then(|key| {
         let valid = ["sk_live_", "sk_test_", "rk_live_", "rk_test_"]
             .iter()
@@ -431,7 +448,8 @@ fn read_stripe(reader: &mut Reader<'_>, timeout: Duration) -> Option<StripeSetti
         }
         valid.then(|| SecretString::from(key))
     });
-    let search_before_create = reader.raw(STRIPE_SEARCH_BEFORE_CREATE).is_none() || reader.flag(STRIPE_SEARCH_BEFORE_CREATE);
+    let search_before_create =
+        reader.raw(STRIPE_SEARCH_BEFORE_CREATE).is_none() || reader.flag(STRIPE_SEARCH_BEFORE_CREATE);
     let base_url = endpoint_or(reader, STRIPE_BASE_URL, DEFAULT_STRIPE_BASE_URL);
     Some(StripeSettings {
         api_key: api_key?,
@@ -442,7 +460,11 @@ fn read_stripe(reader: &mut Reader<'_>, timeout: Duration) -> Option<StripeSetti
 }
 
 fn read_salesforce(reader: &mut Reader<'_>, timeout: Duration) -> Option<SalesforceSettings> {
-    let login_url = match required_text(reader, SALESFORCE_LOGIN_URL, "the org's My Domain URL, such as https://contoso.my.salesforce.com") {
+    let login_url = match required_text(
+        reader,
+        SALESFORCE_LOGIN_URL,
+        "the org's My Domain URL, such as https://contoso.my.salesforce.com",
+    ) {
         Some(_) => endpoint_or(reader, SALESFORCE_LOGIN_URL, ""),
         None => None,
     };
@@ -454,16 +476,20 @@ fn read_salesforce(reader: &mut Reader<'_>, timeout: Duration) -> Option<Salesfo
     let client_secret = required_text(reader, SALESFORCE_CLIENT_SECRET, "the consumer secret of that app");
 
     const VERSION: &str = "a REST API version such as v61.0";
-    let api_version = reader.raw(SALESFORCE_API_VERSION).unwrap_or(DEFAULT_SALESFORCE_API_VERSION);
-    let api_version = if api_version.starts_with('v') { api_version.to_string() } else { format!("v{api_version}") };
-    let version_ok = api_version[1..]
-        .split_once('.')
-        .is_some_and(|(major, minor)| {
-            !major.is_empty()
-                && !minor.is_empty()
-                && major.chars().all(|c| c.is_ascii_digit())
-                && minor.chars().all(|c| c.is_ascii_digit())
-        });
+    let api_version = reader
+        .raw(SALESFORCE_API_VERSION)
+        .unwrap_or(DEFAULT_SALESFORCE_API_VERSION);
+    let api_version = if api_version.starts_with('v') {
+        api_version.to_string()
+    } else {
+        format!("v{api_version}")
+    };
+    let version_ok = api_version[1..].split_once('.').is_some_and(|(major, minor)| {
+        !major.is_empty()
+            && !minor.is_empty()
+            && major.chars().all(|c| c.is_ascii_digit())
+            && minor.chars().all(|c| c.is_ascii_digit())
+    });
     if !version_ok {
         reader.problem(SALESFORCE_API_VERSION, "is not valid", VERSION);
     }
@@ -575,7 +601,12 @@ mod tests {
     fn nothing_configured_means_nothing_enabled() {
         let settings = read(&[]).unwrap();
         assert!(settings.enabled().is_empty());
-        assert!(read(&[(DESTINATIONS_TIMEOUT_SECONDS, "5")]).unwrap().enabled().is_empty());
+        assert!(
+            read(&[(DESTINATIONS_TIMEOUT_SECONDS, "5")])
+                .unwrap()
+                .enabled()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -606,10 +637,20 @@ mod tests {
 
     #[test]
     fn a_partly_configured_destination_names_what_is_missing() {
-        let error = read(&[(MAILCHIMP_LIST_ID, "a1b2c3d4e5"), (SALESFORCE_CLIENT_ID, "abc"), (DATABASE_POOL_SIZE, "2")]).unwrap_err();
+        let error = read(&[
+            (MAILCHIMP_LIST_ID, "a1b2c3d4e5"),
+            (SALESFORCE_CLIENT_ID, "abc"),
+            (DATABASE_POOL_SIZE, "2"),
+        ])
+        .unwrap_err();
         assert_eq!(
             names(&error),
-            vec![MAILCHIMP_API_KEY, SALESFORCE_LOGIN_URL, SALESFORCE_CLIENT_SECRET, DATABASE_URL]
+            vec![
+                MAILCHIMP_API_KEY,
+                SALESFORCE_LOGIN_URL,
+                SALESFORCE_CLIENT_SECRET,
+                DATABASE_URL
+            ]
         );
         let error = read(&[(STRIPE_BASE_URL, "https://stripe.example")]).unwrap_err();
         assert_eq!(names(&error), vec![STRIPE_API_KEY]);
@@ -654,7 +695,11 @@ mod tests {
         assert!(!ok.search_before_create);
         assert!(!format!("{ok:?}").contains("sk_test_123"));
 
-        let error = read(&[(STRIPE_API_KEY, "sk_test_123"), (STRIPE_BASE_URL, "http://stripe.example")]).unwrap_err();
+        let error = read(&[
+            (STRIPE_API_KEY, "sk_test_123"),
+            (STRIPE_BASE_URL, "http://stripe.example"),
+        ])
+        .unwrap_err();
         assert_eq!(names(&error), vec![STRIPE_BASE_URL]);
         let error = read(&[
             (SALESFORCE_LOGIN_URL, "http://contoso.my.salesforce.com"),
@@ -687,15 +732,21 @@ mod tests {
             (SALESFORCE_EXTERNAL_ID_FIELD, "Entra Id"),
         ])
         .unwrap_err();
-        assert_eq!(names(&error), vec![SALESFORCE_API_VERSION, SALESFORCE_EXTERNAL_ID_FIELD]);
+        assert_eq!(
+            names(&error),
+            vec![SALESFORCE_API_VERSION, SALESFORCE_EXTERNAL_ID_FIELD]
+        );
     }
 
     #[test]
     fn database_urls_require_tls_for_remote_hosts_and_never_show_the_password() {
-        let remote = read(&[(DATABASE_URL, "postgres://app:hunter2@contoso.postgres.database.azure.com/app")])
-            .unwrap()
-            .postgres
-            .unwrap();
+        let remote = read(&[(
+            DATABASE_URL,
+            "postgres://app:hunter2@contoso.postgres.database.azure.com/app",
+        )])
+        .unwrap()
+        .postgres
+        .unwrap();
         assert_eq!(remote.config.get_ssl_mode(), SslMode::Require);
         assert_eq!(remote.pool_size, DEFAULT_POOL_SIZE);
         assert!(!format!("{remote:?}").contains("hunter2"));
@@ -706,10 +757,13 @@ mod tests {
             .unwrap();
         assert_eq!(verify.config.get_ssl_mode(), SslMode::Require);
 
-        let local = read(&[(DATABASE_URL, "postgres://app@127.0.0.1:5432/app"), (DATABASE_POOL_SIZE, "2")])
-            .unwrap()
-            .postgres
-            .unwrap();
+        let local = read(&[
+            (DATABASE_URL, "postgres://app@127.0.0.1:5432/app"),
+            (DATABASE_POOL_SIZE, "2"),
+        ])
+        .unwrap()
+        .postgres
+        .unwrap();
         assert_eq!(local.config.get_ssl_mode(), SslMode::Prefer);
         assert_eq!(local.pool_size, 2);
 
@@ -722,7 +776,11 @@ mod tests {
         let error = read(&[(DATABASE_URL, "postgres://app:hunter2@db.example/app?sslmode=sometimes")]).unwrap_err();
         assert_eq!(names(&error), vec![DATABASE_URL]);
         assert!(!error.to_string().contains("hunter2"));
-        let error = read(&[(DATABASE_URL, "postgres://app@127.0.0.1/app"), (DATABASE_POOL_SIZE, "0")]).unwrap_err();
+        let error = read(&[
+            (DATABASE_URL, "postgres://app@127.0.0.1/app"),
+            (DATABASE_POOL_SIZE, "0"),
+        ])
+        .unwrap_err();
         assert_eq!(names(&error), vec![DATABASE_POOL_SIZE]);
     }
 }

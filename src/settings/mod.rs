@@ -23,6 +23,12 @@ pub struct Settings {
     /// `FUNCTIONS_CUSTOMHANDLER_PORT`: set by the Functions host.
     pub port: u16,
     pub attribute_submit: AttributeSubmitSettings,
+    /// Graph access: needed by PollAuditLogs, ProvisionUser and `check`, not by AttributeSubmit.
+    pub graph: graph::GraphConfig,
+    /// Azure Storage (the host's `AzureWebJobsStorage`) or the embedded store.
+    pub storage: storage::StorageSettings,
+    pub poll: crate::poll_audit_logs::poller::PollSettings,
+    pub destinations: destinations::DestinationSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +53,15 @@ pub struct TokenValidationSettings {
     pub audiences: Vec<String>,
     pub jwks_urls: Vec<Url>,
     pub jwks_refresh_interval: Duration,
+}
+
+/// What the settings are loaded for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `serve` / `run`: every function, AttributeSubmit included.
+    Handler,
+    /// Operator commands that never serve AttributeSubmit.
+    Tool,
 }
 
 /// Every problem found, so one start-up attempt reports them all.
@@ -195,7 +210,16 @@ impl Settings {
         Settings::from_map(&std::env::vars().collect())
     }
 
+    /// Settings for an operator command (`poll`, `status`, ...): AttributeSubmit's are optional.
+    pub fn from_env_for_tools() -> Result<Settings, SettingsError> {
+        Settings::from_map_for(&std::env::vars().collect(), Scope::Tool)
+    }
+
     pub fn from_map(values: &HashMap<String, String>) -> Result<Settings, SettingsError> {
+        Settings::from_map_for(values, Scope::Handler)
+    }
+
+    pub fn from_map_for(values: &HashMap<String, String>, scope: Scope) -> Result<Settings, SettingsError> {
         let mut reader = Reader::new(values);
         let port = reader
             .parsed("FUNCTIONS_CUSTOMHANDLER_PORT", "a TCP port number (1-65535)")
@@ -203,7 +227,11 @@ impl Settings {
 
         let skip_validation = reader.flag("EXTENSION_SKIP_TOKEN_VALIDATION");
         let running_in_azure = reader.raw("WEBSITE_INSTANCE_ID").is_some();
-        let token_validation = if skip_validation {
+        let extension_configured = reader.raw("ENTRA_TENANT_ID").is_some() || reader.raw("EXTENSION_APP_ID").is_some();
+        let token_validation = if scope == Scope::Tool && !skip_validation && !extension_configured {
+            // Operator commands never serve AttributeSubmit: its settings are not needed.
+            TokenValidation::Disabled
+        } else if skip_validation {
             if running_in_azure {
                 reader.problem(
                     "EXTENSION_SKIP_TOKEN_VALIDATION",
@@ -262,12 +290,20 @@ impl Settings {
             );
         }
 
+        let graph = graph::GraphSettings::from_reader(&mut reader);
+        let storage = storage::StorageSettings::from_reader(&mut reader);
+        let poll = poll::from_reader(&mut reader);
+        let destinations = destinations::DestinationSettings::from_reader(&mut reader);
         reader.finish(Settings {
             port,
             attribute_submit: AttributeSubmitSettings {
                 token_validation,
                 rules_path,
             },
+            graph,
+            storage,
+            poll,
+            destinations,
         })
     }
 }

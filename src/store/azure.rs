@@ -125,6 +125,7 @@ impl AzureStore {
                 StoreError::Config(format!("developer tools credential: {}", redact(&error.to_string())))
             })?),
         };
+        // The longest names: a prefix that breaks them fails here, at start-up, not at first use.
         for (name, logical) in [
             ("container", STATE_CONTAINER),
             ("container", LEDGER_CONTAINER),

@@ -93,7 +93,9 @@ impl MailchimpClient {
     pub fn has_consent(&self, user: &NewUser) -> bool {
         match user.attribute(&self.consent_attribute) {
             Some(Value::Bool(consent)) => *consent,
-            Some(Value::String(text)) => ["true", "yes", "1"].iter().any(|yes| text.trim().eq_ignore_ascii_case(yes)),
+            Some(Value::String(text)) => ["true", "yes", "1"]
+                .iter()
+                .any(|yes| text.trim().eq_ignore_ascii_case(yes)),
             Some(Value::Number(number)) => number.as_u64() == Some(1),
             _ => false,
         }
@@ -127,11 +129,9 @@ impl MailchimpClient {
             .json(&body);
 
         // Held until the body is read: the connection is busy until then.
-        let permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| DestinationError::transient("shutdown", format!("{OPERATION}: the client is shutting down")))?;
+        let permit = self.permits.acquire().await.map_err(|_| {
+            DestinationError::transient("shutdown", format!("{OPERATION}: the client is shutting down"))
+        })?;
         let response = send(request, OPERATION).await?;
         let status = response.status();
         if status.is_success() {
@@ -188,7 +188,12 @@ impl MailchimpClient {
             (false, true) => format!("{OPERATION}: HTTP {} {title}", status.as_u16()),
             (false, false) => format!("{OPERATION}: HTTP {} {title}: {detail}", status.as_u16()),
         };
-        Err(classify_status(status, headers, Some(&title).filter(|t| !t.is_empty()).map(|t| t.as_str()), message))
+        Err(classify_status(
+            status,
+            headers,
+            Some(&title).filter(|t| !t.is_empty()).map(|t| t.as_str()),
+            message,
+        ))
     }
 }
 
@@ -200,6 +205,9 @@ mod tests {
     fn the_subscriber_hash_is_the_md5_of_the_lower_cased_address() {
         // Mailchimp's documented example address.
         let email = Email::parse(" URIST.McVankab@freddiesjokes.com ").unwrap();
-        assert_eq!(MailchimpClient::subscriber_hash(&email), "62eeb292278cc15f5817cb78f7790b08");
+        assert_eq!(
+            MailchimpClient::subscriber_hash(&email),
+            "62eeb292278cc15f5817cb78f7790b08"
+        );
     }
 }

@@ -122,7 +122,11 @@ impl TryFrom<Uuid> for ObjectId {
     type Error = InvalidObjectId;
 
     fn try_from(uuid: Uuid) -> Result<ObjectId, InvalidObjectId> {
-        if uuid.is_nil() { Err(InvalidObjectId) } else { Ok(ObjectId(uuid)) }
+        if uuid.is_nil() {
+            Err(InvalidObjectId)
+        } else {
+            Ok(ObjectId(uuid))
+        }
     }
 }
 
@@ -186,7 +190,11 @@ impl Email {
             && !domain.ends_with(['.', '-'])
             && !domain.contains("..")
             && !normalized.chars().any(|c| c.is_whitespace() || c.is_control());
-        if valid { Ok(Email(normalized)) } else { Err(InvalidEmail) }
+        if valid {
+            Ok(Email(normalized))
+        } else {
+            Err(InvalidEmail)
+        }
     }
 
     /// The trimmed, lower-cased address.
@@ -277,7 +285,11 @@ impl NewUser {
 
     /// The display name, else given name and surname joined.
     pub fn full_name(&self) -> Option<String> {
-        let display = self.display_name.as_deref().map(str::trim).filter(|name| !name.is_empty());
+        let display = self
+            .display_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|name| !name.is_empty());
         if let Some(display) = display {
             return Some(display.to_string());
         }
@@ -445,21 +457,30 @@ pub(crate) fn classify_transport(operation: &str, error: &reqwest::Error) -> Des
     } else if error.is_builder() {
         DestinationError::permanent("request", format!("{operation}: the request could not be built"))
     } else {
-        DestinationError::transient("network", format!("{operation}: the connection failed during the request"))
+        DestinationError::transient(
+            "network",
+            format!("{operation}: the connection failed during the request"),
+        )
     }
 }
 
 /// Sends one request. A connection that could not be opened is tried once more after a
 /// short pause (the request never reached the server, and every call here is idempotent
 /// anyway); every other failure is classified and returned for the pipeline to schedule.
-pub(crate) async fn send(request: reqwest::RequestBuilder, operation: &str) -> Result<reqwest::Response, DestinationError> {
+pub(crate) async fn send(
+    request: reqwest::RequestBuilder,
+    operation: &str,
+) -> Result<reqwest::Response, DestinationError> {
     let second = request.try_clone();
     match request.send().await {
         Ok(response) => Ok(response),
         Err(error) if error.is_connect() && second.is_some() => {
             tokio::time::sleep(Duration::from_millis(200)).await;
             match second {
-                Some(second) => second.send().await.map_err(|error| classify_transport(operation, &error)),
+                Some(second) => second
+                    .send()
+                    .await
+                    .map_err(|error| classify_transport(operation, &error)),
                 None => Err(classify_transport(operation, &error)),
             }
         }
@@ -502,7 +523,11 @@ static EMAIL_LIKE: LazyLock<regex::Regex> = LazyLock::new(|| {
 /// 300 characters kept.
 pub(crate) fn redact(text: &str, personal: &[String]) -> String {
     let mut text = EMAIL_LIKE.replace_all(text, "[email]").into_owned();
-    for value in personal.iter().map(|value| value.trim()).filter(|value| value.chars().count() >= 2) {
+    for value in personal
+        .iter()
+        .map(|value| value.trim())
+        .filter(|value| value.chars().count() >= 2)
+    {
         if let Ok(pattern) = regex::RegexBuilder::new(&regex::escape(value))
             .case_insensitive(true)
             .build()
@@ -540,7 +565,10 @@ mod tests {
         assert_eq!(id.to_string(), ID);
         assert_eq!(format!("{id:?}"), format!("ObjectId({ID})"));
         assert_eq!(ObjectId::parse("not-a-guid"), Err(InvalidObjectId));
-        assert_eq!(ObjectId::parse("00000000-0000-0000-0000-000000000000"), Err(InvalidObjectId));
+        assert_eq!(
+            ObjectId::parse("00000000-0000-0000-0000-000000000000"),
+            Err(InvalidObjectId)
+        );
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(json, format!("\"{ID}\""));
         assert_eq!(serde_json::from_str::<ObjectId>(&json).unwrap(), id);
@@ -618,7 +646,12 @@ mod tests {
         assert_eq!(throttled.retry_after(), Some(Duration::from_secs(17)));
         assert_eq!(throttled.code(), "http_429");
         for status in [408, 500, 502, 503, 504] {
-            let error = classify_status(StatusCode::from_u16(status).unwrap(), &HeaderMap::new(), None, "x".into());
+            let error = classify_status(
+                StatusCode::from_u16(status).unwrap(),
+                &HeaderMap::new(),
+                None,
+                "x".into(),
+            );
             assert!(error.is_transient(), "{status}");
         }
         for status in [400, 401, 403, 404, 409, 422] {
@@ -647,17 +680,17 @@ mod tests {
             "http://127.0.0.1:9/prefix/3.0/lists/a%2Fb"
         );
         let bare = Url::parse("https://api.stripe.com").unwrap();
-        assert_eq!(endpoint(&bare, &["v1", "customers"]).as_str(), "https://api.stripe.com/v1/customers");
+        assert_eq!(
+            endpoint(&bare, &["v1", "customers"]).as_str(),
+            "https://api.stripe.com/v1/customers"
+        );
     }
 
     #[test]
     fn destinations_have_stable_names() {
         for destination in Destination::ALL {
             assert_eq!(destination.as_str().parse::<Destination>(), Ok(destination));
-            assert_eq!(
-                serde_json::to_value(destination).unwrap(),
-                json!(destination.as_str())
-            );
+            assert_eq!(serde_json::to_value(destination).unwrap(), json!(destination.as_str()));
         }
         assert!("ftp".parse::<Destination>().is_err());
     }

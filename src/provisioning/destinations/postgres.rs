@@ -253,10 +253,13 @@ fn pool_error(operation: &str, error: PoolError) -> DestinationError {
         PoolError::Timeout(TimeoutType::Create) => {
             DestinationError::transient("connect_timeout", format!("{operation}: connecting took too long"))
         }
-        PoolError::Timeout(TimeoutType::Recycle) => {
-            DestinationError::transient("pool_timeout", format!("{operation}: checking a pooled connection took too long"))
+        PoolError::Timeout(TimeoutType::Recycle) => DestinationError::transient(
+            "pool_timeout",
+            format!("{operation}: checking a pooled connection took too long"),
+        ),
+        PoolError::PostCreateHook(_) => {
+            DestinationError::transient("connect", format!("{operation}: could not connect"))
         }
-        PoolError::PostCreateHook(_) => DestinationError::transient("connect", format!("{operation}: could not connect")),
         PoolError::Closed => DestinationError::permanent("pool_closed", format!("{operation}: the pool is closed")),
         PoolError::NoRuntimeSpecified => {
             DestinationError::permanent("pool", format!("{operation}: the pool has no runtime"))
@@ -272,7 +275,19 @@ fn pg_error(operation: &str, error: &tokio_postgres::Error, personal: &[String])
     let Some(db) = error.as_db_error() else {
         // No server message: the library's text is the only cause there is (no values in it).
         log::warn!("{operation}: {error}");
-        let code = if error.is_closed() { "connection_closed" } else { "connection" };
+        if is_tls_failure(error) {
+            // Still transient: the fix (a certificate, a root store) is made elsewhere and
+            // the retry schedule gives it time; the code makes the cause plain.
+            return DestinationError::transient(
+                "tls",
+                format!("{operation}: the TLS handshake failed (server certificate not trusted, or not for this host)"),
+            );
+        }
+        let code = if error.is_closed() {
+            "connection_closed"
+        } else {
+            "connection"
+        };
         return DestinationError::transient(code, format!("{operation}: the database connection failed"));
     };
     let state = db.code().code();
@@ -288,4 +303,22 @@ fn pg_error(operation: &str, error: &tokio_postgres::Error, personal: &[String])
     } else {
         DestinationError::permanent(code, message)
     }
+}
+
+/// A rustls error anywhere in the cause chain (tokio-rustls wraps it in an `io::Error`,
+/// whose `source()` skips the wrapped error itself, hence `get_ref`).
+fn is_tls_failure(error: &tokio_postgres::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if current.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
 }

@@ -170,14 +170,17 @@ impl SalesforceClient {
                  credentials flow with a run-as user)",
                 status.as_u16(),
                 code.as_deref().unwrap_or("error"),
-                if description.is_empty() { "no description" } else { &description },
+                if description.is_empty() {
+                    "no description"
+                } else {
+                    &description
+                },
             );
             return Err(classify_status(status, &headers, code.as_deref(), message));
         }
-        let token: TokenResponse = response
-            .json()
-            .await
-            .map_err(|_| DestinationError::transient("invalid_response", format!("{TOKEN}: the response could not be read")))?;
+        let token: TokenResponse = response.json().await.map_err(|_| {
+            DestinationError::transient("invalid_response", format!("{TOKEN}: the response could not be read"))
+        })?;
         // The token goes wherever instance_url points: only https (or a loopback fake).
         let instance_url = parse_endpoint(&token.instance_url).map_err(|_| {
             DestinationError::permanent(
@@ -205,11 +208,7 @@ impl SalesforceClient {
                 &object_id,
             ],
         );
-        let request = self
-            .http
-            .patch(url)
-            .bearer_auth(token.value.expose_secret())
-            .json(body);
+        let request = self.http.patch(url).bearer_auth(token.value.expose_secret()).json(body);
         let response = send(request, UPSERT).await?;
         let status = response.status();
         match status {
@@ -239,7 +238,8 @@ impl SalesforceClient {
                 let errors: Vec<ApiError> = serde_json::from_str(&error_body(response).await).unwrap_or_default();
                 let first = errors.into_iter().next();
                 let code = first.as_ref().and_then(|error| error.error_code.clone());
-                if status == StatusCode::UNAUTHORIZED && code.as_deref().is_none_or(|code| code == "INVALID_SESSION_ID") {
+                if status == StatusCode::UNAUTHORIZED && code.as_deref().is_none_or(|code| code == "INVALID_SESSION_ID")
+                {
                     return Ok(Patched::SessionExpired);
                 }
                 let message = first.and_then(|error| error.message).unwrap_or_default();
@@ -258,7 +258,11 @@ impl SalesforceClient {
     ) -> DestinationError {
         let code = code.map(|code| redact(code, &[]));
         let detail = redact(message, &user.personal_values());
-        let mut text = format!("{UPSERT}: HTTP {} {}", status.as_u16(), code.as_deref().unwrap_or("error"));
+        let mut text = format!(
+            "{UPSERT}: HTTP {} {}",
+            status.as_u16(),
+            code.as_deref().unwrap_or("error")
+        );
         if !detail.is_empty() {
             text = format!("{text}: {detail}");
         }

@@ -185,10 +185,9 @@ impl StripeClient {
         if !response.status().is_success() {
             return Err(self.classify(SEARCH, user, failure(response).await));
         }
-        let result: SearchResult = response
-            .json()
-            .await
-            .map_err(|_| DestinationError::transient("invalid_response", format!("{SEARCH}: the response could not be read")))?;
+        let result: SearchResult = response.json().await.map_err(|_| {
+            DestinationError::transient("invalid_response", format!("{SEARCH}: the response could not be read"))
+        })?;
         Ok(result.data.into_iter().next().map(|customer| customer.id))
     }
 
@@ -198,7 +197,10 @@ impl StripeClient {
             .http
             .post(url)
             .bearer_auth(self.api_key.expose_secret())
-            .header("Idempotency-Key", IdempotencyKey::for_customer(&user.object_id).as_str())
+            .header(
+                "Idempotency-Key",
+                IdempotencyKey::for_customer(&user.object_id).as_str(),
+            )
             .form(&customer_fields(user, true));
         let response = send(request, CREATE).await?;
         if response.status().is_success() {
@@ -217,7 +219,11 @@ impl StripeClient {
     /// The key was first used with other parameters (the user's name or email changed
     /// since): the first attempt's customer exists, or the first attempt failed. Find it and
     /// update it; if search cannot see it yet, come back later.
-    async fn recover_from_changed_parameters(&self, user: &NewUser, failure: Failure) -> Result<Outcome, DestinationError> {
+    async fn recover_from_changed_parameters(
+        &self,
+        user: &NewUser,
+        failure: Failure,
+    ) -> Result<Outcome, DestinationError> {
         if let Ok(Some(found)) = self.find_customer(user).await {
             self.update_customer(user, &found).await?;
             return Ok(done(&found));
@@ -327,7 +333,10 @@ mod tests {
 
     #[test]
     fn customer_ids_and_keys() {
-        assert_eq!(CustomerId::parse(" cus_NffrFeUfNV2Hib ").unwrap().as_str(), "cus_NffrFeUfNV2Hib");
+        assert_eq!(
+            CustomerId::parse(" cus_NffrFeUfNV2Hib ").unwrap().as_str(),
+            "cus_NffrFeUfNV2Hib"
+        );
         for bad in ["", "cus_", "NffrFeUfNV2Hib", "cus_a b", "sub_123"] {
             assert!(CustomerId::parse(bad).is_err(), "{bad:?}");
         }
