@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run as the Azure Functions custom handler (what host.json starts).
     Serve,
+    /// Check the settings and the connections (Key Vault, token, Graph) and print a report.
+    Check,
     /// Find new sign-ups and hand them to provisioning: the same code as the PollAuditLogs timer.
     Poll {
         /// Run one poll and exit (what the timer does at each tick).
@@ -61,6 +63,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Check => signup_bridge::check::run(&std::env::vars().collect()).await,
         Command::Poll { once: _, since, dry_run } => {
             let Some(settings) = load_settings() else {
                 return ExitCode::from(2);

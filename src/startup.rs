@@ -18,9 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use warp::http::{HeaderValue, Method, StatusCode, header};
 
-/// One Graph request, connect to last byte; retries and paging have their own bounds.
-const GRAPH_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Outbound HTTP: rustls with the platform verifier (OS store, `SSL_CERT_FILE`,
 /// `SSL_CERT_DIR`) and the system proxy settings (`HTTPS_PROXY`).
 pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
@@ -38,7 +35,7 @@ pub fn shared_graph(settings: &Settings) -> anyhow::Result<Option<GraphClient>> 
     let Some(graph_settings) = settings.graph.settings() else {
         return Ok(None);
     };
-    let http = http_client(GRAPH_REQUEST_TIMEOUT)?;
+    let http = crate::credentials::http_client().context("building the Graph HTTP client")?;
     let graph = GraphClient::for_settings(graph_settings, http).context("setting up Graph access")?;
     Ok(Some(graph))
 }

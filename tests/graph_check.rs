@@ -148,36 +148,14 @@ async fn check_without_the_audit_permission_exits_1() {
     );
 }
 
-const CHILD: &str = "SIGNUP_BRIDGE_TEST_CHECK_CHILD";
 const USER_ASSIGNED: &str = "8e5c1a2b-3d4e-4f60-9a7b-8c9d0e1f2a3b";
 
-/// In the child process (this test binary started again by [`check_in_a_process`]): runs the
-/// check as `signup-bridge check` does, settings from the process environment, and exits with
-/// its code. In the parent: returns.
-fn run_check_if_child() {
-    if std::env::var_os(CHILD).is_none() {
-        return;
-    }
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let code = runtime.block_on(check::run(&std::env::vars().collect()));
-    std::process::exit(if code == ExitCode::SUCCESS {
-        0
-    } else if code == ExitCode::from(EXIT_SETTINGS_INVALID) {
-        i32::from(EXIT_SETTINGS_INVALID)
-    } else {
-        i32::from(EXIT_CONNECTION_FAILED)
-    });
-}
-
-/// Runs the check in a separate process with exactly `environment` (plus the child marker):
-/// this test binary, re-entering `test_name`. (Once `main.rs` wires the `check` command, this
-/// can start `env!("CARGO_BIN_EXE_signup-bridge") check` instead.)
-fn check_in_a_process(test_name: &str, environment: &HashMap<String, String>) -> (Option<i32>, String) {
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+/// Runs `signup-bridge check` in its own process with exactly `environment`.
+fn check_in_a_process(environment: &HashMap<String, String>) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_signup-bridge"))
+        .arg("check")
         .env_clear()
         .envs(environment)
-        .env(CHILD, "1")
         .output()
         .unwrap();
     let report = format!(
@@ -193,7 +171,6 @@ fn check_in_a_process(test_name: &str, environment: &HashMap<String, String>) ->
 /// client id), OS trust with the test CA added through `SSL_CERT_FILE`.
 #[test]
 fn check_in_its_own_process_uses_the_managed_identity_and_os_trust() {
-    run_check_if_child();
     let fakes = GraphFakes::start();
     let ca_file = fakes.ca.write_ca_file(fakes.dir.path());
     let mut environment = app_settings(&fakes);
@@ -204,10 +181,7 @@ fn check_in_its_own_process_uses_the_managed_identity_and_os_trust() {
     environment.insert("MANAGED_IDENTITY_CLIENT_ID".into(), USER_ASSIGNED.into());
     environment.insert("SSL_CERT_FILE".into(), ca_file.display().to_string());
 
-    let (code, report) = check_in_a_process(
-        "check_in_its_own_process_uses_the_managed_identity_and_os_trust",
-        &environment,
-    );
+    let (code, report) = check_in_a_process(&environment);
     assert_eq!(code, Some(0), "{report}");
     assert!(report.contains("user-assigned managed identity 8e5c1a2b"), "{report}");
     assert!(report.contains("Result: all 4 checks passed"), "{report}");
@@ -226,17 +200,13 @@ fn check_in_its_own_process_uses_the_managed_identity_and_os_trust() {
 /// in, and nothing else is attempted.
 #[test]
 fn check_on_a_developer_machine_without_a_login_says_to_sign_in() {
-    run_check_if_child();
     let fakes = GraphFakes::start();
     let ca_file = fakes.ca.write_ca_file(fakes.dir.path());
     let mut environment = app_settings(&fakes);
     environment.insert("GRAPH_KEY_VAULT_URL".into(), fakes.vault.loopback_url().to_string());
     environment.insert("SSL_CERT_FILE".into(), ca_file.display().to_string());
 
-    let (code, report) = check_in_a_process(
-        "check_on_a_developer_machine_without_a_login_says_to_sign_in",
-        &environment,
-    );
+    let (code, report) = check_in_a_process(&environment);
     assert_eq!(code, Some(i32::from(EXIT_CONNECTION_FAILED)), "{report}");
     assert!(report.contains("Azure CLI / Azure Developer CLI login"), "{report}");
     assert!(report.contains("az login"), "{report}");

@@ -9,8 +9,9 @@
 //! Timing: delays and visibility timeouts are checked as "not visible now, visible later"
 //! by polling with a generous deadline, never as exact durations.
 
+mod support;
+
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use signup_bridge::settings::storage::{AZURE_WEB_JOBS_STORAGE, NAME_PREFIX, StorageSettings};
@@ -407,39 +408,7 @@ async fn embedded() -> Embedded {
     Embedded { store, _dir: dir }
 }
 
-fn azurite_connection_string() -> Option<String> {
-    match std::env::var("SIGNUP_TEST_STORAGE_CONNECTION_STRING") {
-        Ok(value) if !value.trim().is_empty() => Some(value),
-        _ if std::env::var("SIGNUP_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!(
-                "SIGNUP_TEST_REQUIRE_SERVICES=1 but SIGNUP_TEST_STORAGE_CONNECTION_STRING is unset: Azurite is required"
-            )
-        }
-        _ => {
-            eprintln!(
-                "\n*** skipped: Azurite not running (SIGNUP_TEST_STORAGE_CONNECTION_STRING is unset; \
-                 ./scripts/test starts it) ***\n"
-            );
-            None
-        }
-    }
-}
-
-fn unique_prefix() -> String {
-    format!("t{}", &Uuid::new_v4().simple().to_string()[..12])
-}
-
-/// The Azure store on Azurite with its own name prefix, or `None` (skipped).
-async fn azure() -> Option<Arc<dyn Store>> {
-    let connection = azurite_connection_string()?;
-    let settings = StorageSettings::from_map(&HashMap::from([
-        (AZURE_WEB_JOBS_STORAGE.to_string(), connection),
-        (NAME_PREFIX.to_string(), unique_prefix()),
-    ]))
-    .expect("the test connection string is valid");
-    assert!(matches!(settings, StorageSettings::Azure(_)));
-    Some(open(&settings, None).await.unwrap())
-}
+use support::stores::{azure, azurite_connection_string, unique_prefix};
 
 macro_rules! conformance {
     ($($behaviour:ident),* $(,)?) => {

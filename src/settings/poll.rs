@@ -12,7 +12,7 @@ use crate::poll_audit_logs::poller::{PollSettings, SourceKind};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
-pub fn from_reader(reader: &mut Reader) -> PollSettings {
+pub(crate) fn from_reader(reader: &mut Reader) -> PollSettings {
     let source = match reader.raw("POLL_SOURCE").map(str::to_ascii_lowercase).as_deref() {
         None | Some("auditlog") | Some("audit_log") | Some("audit-log") => SourceKind::AuditLog,
         Some("users") => SourceKind::Users,

@@ -39,6 +39,9 @@ struct State {
     next_link_override: Option<String>,
     users: HashMap<String, Value>,
     members: HashMap<String, HashSet<String>>,
+    /// When set, directory audits are served from this log: filtered by the query's
+    /// `activityDateTime ge`, newest first, `$top` per page (as Graph does).
+    audit_log: Option<Vec<Value>>,
 }
 
 impl FakeGraph {
@@ -52,6 +55,7 @@ impl FakeGraph {
             next_link_override: None,
             users: HashMap::new(),
             members: HashMap::new(),
+            audit_log: None,
         }));
         let handler_state = state.clone();
         let server = FakeServer::start(
@@ -79,6 +83,16 @@ impl FakeGraph {
     /// The `@odata.nextLink` sent on the first page instead of the real one.
     pub fn set_next_link(&self, link: &str) {
         self.state.lock().unwrap().next_link_override = Some(link.to_string());
+    }
+
+    /// Serves directory audits from a log filtered by time (see [`audit_record`]).
+    pub fn set_audit_log(&self, records: Vec<Value>) {
+        self.state.lock().unwrap().audit_log = Some(records);
+    }
+
+    /// Adds a record to the log, as the audit pipeline ingests it (possibly late).
+    pub fn ingest_audit_record(&self, record: Value) {
+        self.state.lock().unwrap().audit_log.get_or_insert_with(Vec::new).push(record);
     }
 
     pub fn add_user(&self, user: Value) {
@@ -141,6 +155,31 @@ fn handle(state: &mut State, request: &Request) -> Response {
     }
     let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
     let response = match (request.method.as_str(), segments.as_slice()) {
+        ("GET", ["v1.0", "auditLogs", "directoryAudits"]) if state.audit_log.is_some() => {
+            let params = request.query_params();
+            let log = state.audit_log.as_ref().unwrap();
+            let since = filter_time(params.get("$filter"), "activityDateTime ge ");
+            let mut records: Vec<Value> = log
+                .iter()
+                .filter(|record| params.get("$filter").is_none_or(|f| f.contains(&format!("eq '{}'", record["activityDisplayName"].as_str().unwrap_or_default()))))
+                .filter(|record| since.is_none_or(|since| record_time(record, "activityDateTime") >= since))
+                .cloned()
+                .collect();
+            records.sort_by_key(|record| std::cmp::Reverse(record_time(record, "activityDateTime")));
+            paged(&state.base, "v1.0/auditLogs/directoryAudits", &params, records)
+        }
+        ("GET", ["v1.0", "users"]) if params_have_created_filter(request) => {
+            let params = request.query_params();
+            let since = filter_time(params.get("$filter"), "createdDateTime ge ");
+            let mut users: Vec<Value> = state
+                .users
+                .values()
+                .filter(|user| since.is_none_or(|since| record_time(user, "createdDateTime") >= since))
+                .cloned()
+                .collect();
+            users.sort_by_key(|user| user["id"].as_str().unwrap_or_default().to_string());
+            paged(&state.base, "v1.0/users", &params, users)
+        }
         ("GET", ["v1.0", "auditLogs", "directoryAudits"]) => {
             let params = request.query_params();
             let page: usize = params.get("$skiptoken").and_then(|t| t.parse().ok()).unwrap_or(0);
@@ -213,4 +252,64 @@ fn handle(state: &mut State, request: &Request) -> Response {
     } else {
         response.with_header("request-id", &request_id)
     }
+}
+
+/// `2026-11-20T10:00:00Z` after `prefix` in an OData filter.
+fn filter_time(filter: Option<&String>, prefix: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let filter = filter?;
+    let start = filter.find(prefix)? + prefix.len();
+    let text = filter[start..].split_whitespace().next()?;
+    chrono::DateTime::parse_from_rfc3339(text).ok().map(|time| time.with_timezone(&chrono::Utc))
+}
+
+fn record_time(record: &Value, field: &str) -> chrono::DateTime<chrono::Utc> {
+    record[field]
+        .as_str()
+        .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+        .map(|time| time.with_timezone(&chrono::Utc))
+        .unwrap_or_default()
+}
+
+fn params_have_created_filter(request: &Request) -> bool {
+    request.query_params().get("$filter").is_some_and(|filter| filter.contains("createdDateTime ge"))
+}
+
+/// One page of `items` at `$skiptoken` (an offset), `$top` per page (default 100), with a
+/// nextLink that keeps the query.
+fn paged(base: &str, path: &str, params: &HashMap<String, String>, items: Vec<Value>) -> Response {
+    let top: usize = params.get("$top").and_then(|t| t.parse().ok()).unwrap_or(100).max(1);
+    let offset: usize = params.get("$skiptoken").and_then(|t| t.parse().ok()).unwrap_or(0);
+    let page: Vec<Value> = items.iter().skip(offset).take(top).cloned().collect();
+    let mut body = json!({ "value": page });
+    if offset + top < items.len() {
+        let mut next = Url::parse(&format!("{base}/{path}")).unwrap();
+        for (name, value) in params.iter().filter(|(name, _)| *name != "$skiptoken") {
+            next.query_pairs_mut().append_pair(name, value);
+        }
+        next.query_pairs_mut().append_pair("$skiptoken", &(offset + top).to_string());
+        body["@odata.nextLink"] = json!(next.as_str());
+    }
+    Response::json(200, &body)
+}
+
+/// An `Add user` audit record shaped like `directory-audits-page.json`.
+pub fn audit_record(user: &str, time: chrono::DateTime<chrono::Utc>, result: &str) -> Value {
+    json!({
+        "id": format!("Directory_{}_{}", uuid::Uuid::new_v4(), time.timestamp_millis()),
+        "category": "UserManagement",
+        "correlationId": uuid::Uuid::new_v4().to_string(),
+        "result": result,
+        "resultReason": "",
+        "activityDisplayName": "Add user",
+        "activityDateTime": time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "loggedByService": "Core Directory",
+        "operationType": "Add",
+        "initiatedBy": { "user": null, "app": { "appId": null, "displayName": "Microsoft.Online.Directory.Service" } },
+        "targetResources": [{
+            "id": user, "displayName": null, "type": "User",
+            "userPrincipalName": format!("{user}@contoso.onmicrosoft.com"),
+            "modifiedProperties": [ { "displayName": "AccountEnabled", "oldValue": "[]", "newValue": "[true]" } ]
+        }],
+        "additionalDetails": [ { "key": "User-Agent", "value": "Microsoft.Identity.CIAM" } ]
+    })
 }

@@ -263,11 +263,7 @@ fn respond(state: &mut State, method: &str, path: &str, headers: &HeaderMap, bod
         let body = json!({"id": contact.id, "success": true, "errors": [], "created": false});
         return (200, Some(body), Vec::new());
     }
-    if !fields
-        .get("LastName")
-        .and_then(Value::as_str)
-        .is_some_and(|name| !name.is_empty())
-    {
+    if fields.get("LastName").and_then(Value::as_str).is_none_or(str::is_empty) {
         return (
             400,
             Some(

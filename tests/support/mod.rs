@@ -14,5 +14,6 @@ pub mod fake_stripe;
 pub mod graph_fakes;
 pub mod handler;
 pub mod jwks_server;
+pub mod stores;
 pub mod tls;
 pub mod tokens;

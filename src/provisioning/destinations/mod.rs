@@ -9,10 +9,10 @@
 //! A call is one attempt plus a classification: the pipeline owns retries across minutes
 //! (it re-enqueues the user with a delay), so [`DestinationError::Transient`] carries the
 //! server's `Retry-After` when there is one. Only a connection that could not be opened is
-//! retried at once, once (see [`send`]).
+//! retried at once, once.
 //!
 //! Error messages never hold personal data or secrets: vendor messages pass through
-//! [`redact`] (the user's email, names and attribute values, any email-like text, the
+//! `redact` (the user's email, names and attribute values, any email-like text, the
 //! destination's secret) and are shortened.
 
 pub mod mailchimp;
@@ -302,7 +302,7 @@ impl NewUser {
         (!parts.is_empty()).then(|| parts.join(" "))
     }
 
-    /// Every value of this user that could identify them, for [`redact`].
+    /// Every value of this user that could identify them, for `redact`.
     pub(crate) fn personal_values(&self) -> Vec<String> {
         let mut values: Vec<String> = [&self.given_name, &self.surname, &self.display_name]
             .into_iter()
@@ -428,7 +428,7 @@ pub fn http_code(status: StatusCode, vendor_code: Option<&str>) -> String {
 
 /// Classifies a non-success response: 408, 429 and 5xx are transient (with the server's
 /// `Retry-After`, seconds or HTTP date), any other status is permanent. `message` must
-/// already be free of personal data (see [`redact`]).
+/// already be free of personal data (see `redact`).
 pub fn classify_status(
     status: StatusCode,
     headers: &HeaderMap,
