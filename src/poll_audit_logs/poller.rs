@@ -19,9 +19,6 @@ use uuid::Uuid;
 pub const CHECKPOINT: CheckpointName = CheckpointName::from_static("poll-audit-logs");
 /// Messages enqueued at once: the queue is the bottleneck of a large backlog.
 const ENQUEUE_CONCURRENCY: usize = 16;
-/// Records per Graph page (the audit API's maximum page size is 999... accepted values
-/// vary; 500 keeps a page well under a second to serialise).
-const PAGE_SIZE: u32 = 500;
 
 #[derive(Debug, Clone)]
 pub struct PollSettings {
@@ -32,6 +29,8 @@ pub struct PollSettings {
     pub source: SourceKind,
     /// Stop paging after this long and carry on at the next tick (below the function timeout).
     pub run_budget: Duration,
+    /// Records per Graph page (`$top`).
+    pub page_size: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +187,7 @@ impl Poller {
             (SourceKind::AuditLog, Some(link)) => Source::Audits(self.graph.resume_pager("directory audits", link)?),
             (SourceKind::Users, Some(link)) => Source::Users(self.graph.resume_pager("users", link)?),
             (SourceKind::AuditLog, None) => Source::Audits(self.graph.directory_audits(&AuditQuery {
-                top: Some(PAGE_SIZE),
+                top: Some(self.settings.page_size),
                 ..AuditQuery::added_users_since(window.start)
             })),
             (SourceKind::Users, None) => {

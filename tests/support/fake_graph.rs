@@ -42,6 +42,8 @@ struct State {
     /// When set, directory audits are served from this log: filtered by the query's
     /// `activityDateTime ge`, newest first, `$top` per page (as Graph does).
     audit_log: Option<Vec<Value>>,
+    /// Responses injected once this many more requests have been served.
+    inject_after: Option<(usize, VecDeque<Response>)>,
 }
 
 impl FakeGraph {
@@ -56,6 +58,7 @@ impl FakeGraph {
             users: HashMap::new(),
             members: HashMap::new(),
             audit_log: None,
+            inject_after: None,
         }));
         let handler_state = state.clone();
         let server = FakeServer::start(
@@ -98,6 +101,12 @@ impl FakeGraph {
     pub fn add_user(&self, user: Value) {
         let id = user["id"].as_str().expect("user id").to_string();
         self.state.lock().unwrap().users.insert(id, user);
+    }
+
+    /// After `served` more requests are answered normally, answers with these responses.
+    pub fn inject_after(&self, served: usize, responses: Vec<Response>) {
+        let mut state = self.state.lock().unwrap();
+        state.inject_after = Some((served, responses.into()));
     }
 
     /// Answers the next request(s) with these responses, in order.
@@ -149,6 +158,13 @@ fn handle(state: &mut State, request: &Request) -> Response {
             "Access token is empty or invalid.",
             &request_id,
         );
+    }
+    if let Some((served, responses)) = state.inject_after.take() {
+        if served == 0 {
+            state.injected.extend(responses);
+        } else {
+            state.inject_after = Some((served - 1, responses));
+        }
     }
     if let Some(response) = state.injected.pop_front() {
         return response;
