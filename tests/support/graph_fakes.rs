@@ -82,6 +82,18 @@ impl GraphFakes {
             .clone()
     }
 
+    /// App settings for a spawned `signup-bridge` process: the vault by its loopback address,
+    /// Key Vault tokens from the managed-identity fake, the test CA trusted via `SSL_CERT_FILE`.
+    pub fn process_settings(&self) -> Vec<(String, String)> {
+        let ca_file = self.ca.write_ca_file(self.dir.path());
+        let mut values = self.settings_map();
+        values.insert("GRAPH_KEY_VAULT_URL".into(), self.vault.loopback_url().to_string());
+        values.insert("IDENTITY_ENDPOINT".into(), self.identity.endpoint().to_string());
+        values.insert("IDENTITY_HEADER".into(), self.identity.header_secret().to_string());
+        values.insert("SSL_CERT_FILE".into(), ca_file.display().to_string());
+        values.into_iter().collect()
+    }
+
     /// Trusts the test CA; resolves the vault host to the vault fake.
     pub fn http(&self) -> reqwest::Client {
         self.ca.client_with_vault(Some(self.vault.addr()))
