@@ -46,9 +46,10 @@ mod tests {
     #[test]
     fn the_host_sample_message_parses() {
         // The queue sample in functions-host-invocations.json (after the host's decoding).
-        let message: ProvisionMessage =
-            serde_json::from_str(r#"{"userId":"84360e8b-3321-4e37-b9ec-10fccd0263b8","detectedAt":"2026-11-20T10:20:01Z"}"#)
-                .unwrap();
+        let message: ProvisionMessage = serde_json::from_str(
+            r#"{"userId":"84360e8b-3321-4e37-b9ec-10fccd0263b8","detectedAt":"2026-11-20T10:20:01Z"}"#,
+        )
+        .unwrap();
         assert_eq!(message.user_id.to_string(), "84360e8b-3321-4e37-b9ec-10fccd0263b8");
         assert_eq!(message.source, DetectionSource::AuditLog);
         let round_trip: ProvisionMessage = serde_json::from_str(&message.to_json()).unwrap();

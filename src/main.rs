@@ -64,7 +64,11 @@ async fn main() -> ExitCode {
             }
         }
         Command::Check => signup_bridge::check::run(&std::env::vars().collect()).await,
-        Command::Poll { once: _, since, dry_run } => {
+        Command::Poll {
+            once: _,
+            since,
+            dry_run,
+        } => {
             let Some(settings) = load_settings() else {
                 return ExitCode::from(2);
             };

@@ -9,9 +9,9 @@ use crate::functions_host::{self, FunctionTable, HttpResponse};
 use crate::graph::GraphClient;
 use crate::poll_audit_logs::poller::Poller;
 use crate::poll_audit_logs::{self, PollAuditLogs};
-use crate::store::{self, Store};
 use crate::settings::storage::StorageSettings;
 use crate::settings::{Settings, TokenValidation};
+use crate::store::{self, Store};
 use anyhow::Context;
 use std::future::Future;
 use std::sync::Arc;
@@ -46,7 +46,9 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
         StorageSettings::Azure(azure) => log::info!("state store: {}", azure.describe()),
         StorageSettings::Embedded(directory) => log::info!("state store: embedded, in {}", directory.display()),
     }
-    store::open(&settings.storage, None).await.context("opening the state store")
+    store::open(&settings.storage, None)
+        .await
+        .context("opening the state store")
 }
 
 /// The poller for `signup-bridge poll`: Graph must be configured.
@@ -112,7 +114,13 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Handler> {
         }
         None => PollAuditLogs::NotConfigured(format!(
             "Graph access is not configured ({})",
-            settings.graph.require().err().map(|error| error.to_string()).unwrap_or_default().replace('\n', " ")
+            settings
+                .graph
+                .require()
+                .err()
+                .map(|error| error.to_string())
+                .unwrap_or_default()
+                .replace('\n', " ")
         )),
     });
 

@@ -367,16 +367,27 @@ async fn no_email_or_attribute_value_reaches_the_logs() {
         assert_eq!(fixture.submit(sample).await.status, 200);
     }
     let mut bad: Value = serde_json::from_str(SAMPLE).unwrap();
-    bad["data"]["userSignUpInfo"]["attributes"]["graduationYear"] =
-        json!({ "@odata.type": "microsoft.graph.int64DirectoryAttributeValue", "value": "larissa.price@contoso.onmicrosoft.com" });
+    bad["data"]["userSignUpInfo"]["attributes"]["graduationYear"] = json!({ "@odata.type": "microsoft.graph.int64DirectoryAttributeValue", "value": "larissa.price@contoso.onmicrosoft.com" });
     assert_eq!(fixture.submit(bad.to_string()).await.status, 400);
-    let reply = fixture.submit("{\"type\": \"larissa.price@contoso.onmicrosoft.com\", \"data\": {}}").await;
+    let reply = fixture
+        .submit("{\"type\": \"larissa.price@contoso.onmicrosoft.com\", \"data\": {}}")
+        .await;
     assert_eq!(reply.status, 400);
     assert!(!reply.body.to_string().contains("larissa"), "{}", reply.body);
 
     let logs = format!("{}{}", fixture.handler.stdout(), fixture.handler.stderr());
-    assert!(logs.contains("AttributeSubmit: correlation"), "the calls were logged: {logs}");
-    for personal in ["larissa", "Larissa", "Ana.Garcia", "ana.garcia", "Contoso University", "28O13"] {
+    assert!(
+        logs.contains("AttributeSubmit: correlation"),
+        "the calls were logged: {logs}"
+    );
+    for personal in [
+        "larissa",
+        "Larissa",
+        "Ana.Garcia",
+        "ana.garcia",
+        "Contoso University",
+        "28O13",
+    ] {
         assert!(!logs.contains(personal), "{personal} reached the log:\n{logs}");
     }
 }

@@ -60,7 +60,11 @@ impl Fixture {
     async fn drain(&self) -> Vec<ProvisionMessage> {
         let mut messages = Vec::new();
         loop {
-            let batch = self.store.receive(&PROVISION_QUEUE, 32, Duration::from_secs(60)).await.unwrap();
+            let batch = self
+                .store
+                .receive(&PROVISION_QUEUE, 32, Duration::from_secs(60))
+                .await
+                .unwrap();
             if batch.is_empty() {
                 return messages;
             }
@@ -72,7 +76,11 @@ impl Fixture {
     }
 
     async fn checkpoint(&self) -> Option<Checkpoint> {
-        self.store.read_checkpoint(&CHECKPOINT).await.unwrap().map(|document| document.json().unwrap())
+        self.store
+            .read_checkpoint(&CHECKPOINT)
+            .await
+            .unwrap()
+            .map(|document| document.json().unwrap())
     }
 }
 
@@ -91,13 +99,23 @@ macro_rules! on_both_stores {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn embedded_store() {
                 let (store, dir) = super::support::stores::embedded().await;
-                super::$scenario(super::Fixture { fakes: super::GraphFakes::start(), store, _dir: Some(dir) }).await;
+                super::$scenario(super::Fixture {
+                    fakes: super::GraphFakes::start(),
+                    store,
+                    _dir: Some(dir),
+                })
+                .await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn azure_storage_on_azurite() {
                 if let Some(store) = super::support::stores::azure().await {
-                    super::$scenario(super::Fixture { fakes: super::GraphFakes::start(), store, _dir: None }).await;
+                    super::$scenario(super::Fixture {
+                        fakes: super::GraphFakes::start(),
+                        store,
+                        _dir: None,
+                    })
+                    .await;
                 }
             }
         }
@@ -105,10 +123,21 @@ macro_rules! on_both_stores {
 }
 
 async fn pages_through_everything_once(fixture: Fixture) {
-    let records: Vec<Value> = (0..35).map(|n| audit_record(&user(n), minutes_ago(80 - n as i64), "success")).collect();
+    let records: Vec<Value> = (0..35)
+        .map(|n| audit_record(&user(n), minutes_ago(80 - n as i64), "success"))
+        .collect();
     fixture.fakes.graph.set_audit_log(records);
-    let summary = fixture.poller(settings(SourceKind::AuditLog)).poll_once(&PollOptions::default()).await.unwrap();
-    assert_eq!((summary.records_read, summary.new_users.len(), summary.pages), (35, 35, 4), "{}", summary.line());
+    let summary = fixture
+        .poller(settings(SourceKind::AuditLog))
+        .poll_once(&PollOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.records_read, summary.new_users.len(), summary.pages),
+        (35, 35, 4),
+        "{}",
+        summary.line()
+    );
     assert!(summary.window_finished);
 
     let messages = fixture.drain().await;
@@ -116,29 +145,50 @@ async fn pages_through_everything_once(fixture: Fixture) {
     assert!(users_of(&messages).values().all(|count| *count == 1));
     let message = &messages[0];
     assert_eq!(message.source, DetectionSource::AuditLog);
-    assert!(message.audit_record_id.as_deref().is_some_and(|id| id.starts_with("Directory_")));
+    assert!(
+        message
+            .audit_record_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("Directory_"))
+    );
     // The filter asked Graph for `Add user` records from the window's start.
     let request = &fixture.fakes.graph.requests()[0];
     assert!(request.query["$filter"].starts_with("activityDisplayName eq 'Add user' and activityDateTime ge "));
     assert_eq!(request.query["$top"], "10");
 
     // A second run finds nothing new.
-    let summary = fixture.poller(settings(SourceKind::AuditLog)).poll_once(&PollOptions::default()).await.unwrap();
+    let summary = fixture
+        .poller(settings(SourceKind::AuditLog))
+        .poll_once(&PollOptions::default())
+        .await
+        .unwrap();
     assert_eq!(summary.new_users.len(), 0, "{}", summary.line());
     assert!(fixture.drain().await.is_empty());
 }
 on_both_stores!(pages_through_everything_once);
 
 async fn a_late_record_inside_the_overlap_is_found_exactly_once(fixture: Fixture) {
-    fixture.fakes.graph.set_audit_log(vec![audit_record(&user(1), minutes_ago(20), "success")]);
+    fixture
+        .fakes
+        .graph
+        .set_audit_log(vec![audit_record(&user(1), minutes_ago(20), "success")]);
     let poller = fixture.poller(settings(SourceKind::AuditLog));
     poller.poll_once(&PollOptions::default()).await.unwrap();
     let watermark = fixture.checkpoint().await.unwrap().watermark;
 
     // A sign-up from 10 minutes before the watermark reaches the audit log only now.
-    fixture.fakes.graph.ingest_audit_record(audit_record(&user(2), watermark - chrono::Duration::minutes(10), "success"));
+    fixture.fakes.graph.ingest_audit_record(audit_record(
+        &user(2),
+        watermark - chrono::Duration::minutes(10),
+        "success",
+    ));
     let summary = poller.poll_once(&PollOptions::default()).await.unwrap();
-    assert_eq!(summary.new_users, vec![Uuid::parse_str(&user(2)).unwrap()], "{}", summary.line());
+    assert_eq!(
+        summary.new_users,
+        vec![Uuid::parse_str(&user(2)).unwrap()],
+        "{}",
+        summary.line()
+    );
     poller.poll_once(&PollOptions::default()).await.unwrap();
 
     let counts = users_of(&fixture.drain().await);
@@ -159,28 +209,53 @@ async fn failures_and_other_targets_are_ignored(fixture: Fixture) {
         group_target,
         capital_type,
     ]);
-    let summary = fixture.poller(settings(SourceKind::AuditLog)).poll_once(&PollOptions::default()).await.unwrap();
+    let summary = fixture
+        .poller(settings(SourceKind::AuditLog))
+        .poll_once(&PollOptions::default())
+        .await
+        .unwrap();
     assert_eq!(summary.records_read, 4);
-    assert_eq!(users_of(&fixture.drain().await), BTreeMap::from([(user(1), 1), (user(4), 1)]));
+    assert_eq!(
+        users_of(&fixture.drain().await),
+        BTreeMap::from([(user(1), 1), (user(4), 1)])
+    );
 }
 on_both_stores!(failures_and_other_targets_are_ignored);
 
 async fn a_failed_run_leaves_the_checkpoint_and_the_next_run_finds_everything(fixture: Fixture) {
     let poller = fixture.poller(settings(SourceKind::AuditLog));
-    fixture.fakes.graph.set_audit_log(vec![audit_record(&user(0), minutes_ago(85), "success")]);
+    fixture
+        .fakes
+        .graph
+        .set_audit_log(vec![audit_record(&user(0), minutes_ago(85), "success")]);
     poller.poll_once(&PollOptions::default()).await.unwrap();
     let before = fixture.store.read_checkpoint(&CHECKPOINT).await.unwrap().unwrap();
 
     // Inside the next window (the watermark minus the 30-minute overlap).
     let records: Vec<Value> = (1..=25)
-        .map(|n| audit_record(&user(n), minutes_ago(27) + chrono::Duration::seconds(n as i64 * 30), "success"))
+        .map(|n| {
+            audit_record(
+                &user(n),
+                minutes_ago(27) + chrono::Duration::seconds(n as i64 * 30),
+                "success",
+            )
+        })
         .collect();
     fixture.fakes.graph.set_audit_log(records);
     // Page 1 answers, then Graph fails longer than the retries last.
-    fixture.fakes.graph.inject_after(1, (0..6).map(|_| graph_error(500, "UnknownError", "boom", "r-1")).collect());
+    fixture.fakes.graph.inject_after(
+        1,
+        (0..6)
+            .map(|_| graph_error(500, "UnknownError", "boom", "r-1"))
+            .collect(),
+    );
     let error = poller.poll_once(&PollOptions::default()).await.unwrap_err();
     assert!(matches!(error, PollError::Graph(_)), "{error}");
-    assert_eq!(fixture.store.read_checkpoint(&CHECKPOINT).await.unwrap().unwrap(), before, "checkpoint unchanged");
+    assert_eq!(
+        fixture.store.read_checkpoint(&CHECKPOINT).await.unwrap().unwrap(),
+        before,
+        "checkpoint unchanged"
+    );
 
     let summary = poller.poll_once(&PollOptions::default()).await.unwrap();
     assert!(summary.window_finished);
@@ -194,12 +269,19 @@ async fn a_failed_run_leaves_the_checkpoint_and_the_next_run_finds_everything(fi
 on_both_stores!(a_failed_run_leaves_the_checkpoint_and_the_next_run_finds_everything);
 
 async fn throttling_is_waited_out(fixture: Fixture) {
-    let records: Vec<Value> = (0..15).map(|n| audit_record(&user(n), minutes_ago(60), "success")).collect();
+    let records: Vec<Value> = (0..15)
+        .map(|n| audit_record(&user(n), minutes_ago(60), "success"))
+        .collect();
     fixture.fakes.graph.set_audit_log(records);
-    fixture.fakes.graph.inject(
-        graph_error(429, "TooManyRequests", "Too many requests", "r-429").with_header("Retry-After", "1"),
-    );
-    let summary = fixture.poller(settings(SourceKind::AuditLog)).poll_once(&PollOptions::default()).await.unwrap();
+    fixture
+        .fakes
+        .graph
+        .inject(graph_error(429, "TooManyRequests", "Too many requests", "r-429").with_header("Retry-After", "1"));
+    let summary = fixture
+        .poller(settings(SourceKind::AuditLog))
+        .poll_once(&PollOptions::default())
+        .await
+        .unwrap();
     assert_eq!(summary.new_users.len(), 15);
     // The 429, its retry, and the second page.
     assert_eq!(fixture.fakes.graph.requests().len(), 3);
@@ -208,7 +290,9 @@ async fn throttling_is_waited_out(fixture: Fixture) {
 on_both_stores!(throttling_is_waited_out);
 
 async fn an_unfinished_window_carries_on_at_the_next_tick(fixture: Fixture) {
-    let records: Vec<Value> = (0..25).map(|n| audit_record(&user(n), minutes_ago(70), "success")).collect();
+    let records: Vec<Value> = (0..25)
+        .map(|n| audit_record(&user(n), minutes_ago(70), "success"))
+        .collect();
     fixture.fakes.graph.set_audit_log(records);
     let mut hurried = settings(SourceKind::AuditLog);
     hurried.run_budget = Duration::ZERO;
@@ -223,13 +307,24 @@ async fn an_unfinished_window_carries_on_at_the_next_tick(fixture: Fixture) {
 
     let second = poller.poll_once(&PollOptions::default()).await.unwrap();
     let third = poller.poll_once(&PollOptions::default()).await.unwrap();
-    assert!(!second.window_finished && third.window_finished, "{} / {}", second.line(), third.line());
+    assert!(
+        !second.window_finished && third.window_finished,
+        "{} / {}",
+        second.line(),
+        third.line()
+    );
     assert!(fixture.checkpoint().await.unwrap().resume.is_none());
     let counts = users_of(&fixture.drain().await);
     assert_eq!(counts.len(), 25);
     assert!(counts.values().all(|count| *count == 1), "{counts:?}");
     // The later runs continued from the stored link, not from the start.
-    let skiptokens: Vec<_> = fixture.fakes.graph.requests().iter().map(|r| r.query.get("$skiptoken").cloned()).collect();
+    let skiptokens: Vec<_> = fixture
+        .fakes
+        .graph
+        .requests()
+        .iter()
+        .map(|r| r.query.get("$skiptoken").cloned())
+        .collect();
     assert_eq!(skiptokens, vec![None, Some("10".to_string()), Some("20".to_string())]);
 }
 on_both_stores!(an_unfinished_window_carries_on_at_the_next_tick);
@@ -241,23 +336,50 @@ async fn the_users_source_gives_the_same_messages(fixture: Fixture) {
             "createdDateTime": minutes_ago(45 - n as i64).to_rfc3339(),
         }));
     }
-    fixture.fakes.graph.add_user(serde_json::json!({ "id": user(99), "createdDateTime": minutes_ago(60 * 24).to_rfc3339() }));
-    let summary = fixture.poller(settings(SourceKind::Users)).poll_once(&PollOptions::default()).await.unwrap();
+    fixture
+        .fakes
+        .graph
+        .add_user(serde_json::json!({ "id": user(99), "createdDateTime": minutes_ago(60 * 24).to_rfc3339() }));
+    let summary = fixture
+        .poller(settings(SourceKind::Users))
+        .poll_once(&PollOptions::default())
+        .await
+        .unwrap();
     assert_eq!(summary.new_users.len(), 12, "{}", summary.line());
     let messages = fixture.drain().await;
     assert_eq!(users_of(&messages).len(), 12);
-    assert!(!users_of(&messages).contains_key(&user(99)), "a user older than the window is not handed over");
-    assert!(messages.iter().all(|m| m.source == DetectionSource::Users && m.audit_record_id.is_none()));
+    assert!(
+        !users_of(&messages).contains_key(&user(99)),
+        "a user older than the window is not handed over"
+    );
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.source == DetectionSource::Users && m.audit_record_id.is_none())
+    );
     let request = &fixture.fakes.graph.requests()[0];
-    assert!(request.query["$filter"].starts_with("createdDateTime ge "), "{:?}", request.query);
+    assert!(
+        request.query["$filter"].starts_with("createdDateTime ge "),
+        "{:?}",
+        request.query
+    );
     assert!(!request.query.contains_key("$orderby"));
 }
 on_both_stores!(the_users_source_gives_the_same_messages);
 
 async fn a_dry_run_writes_nothing(fixture: Fixture) {
-    fixture.fakes.graph.set_audit_log(vec![audit_record(&user(1), minutes_ago(40), "success")]);
-    let summary =
-        fixture.poller(settings(SourceKind::AuditLog)).poll_once(&PollOptions { since: None, dry_run: true }).await.unwrap();
+    fixture
+        .fakes
+        .graph
+        .set_audit_log(vec![audit_record(&user(1), minutes_ago(40), "success")]);
+    let summary = fixture
+        .poller(settings(SourceKind::AuditLog))
+        .poll_once(&PollOptions {
+            since: None,
+            dry_run: true,
+        })
+        .await
+        .unwrap();
     assert_eq!(summary.new_users.len(), 1);
     assert!(fixture.checkpoint().await.is_none());
     assert!(fixture.drain().await.is_empty());
@@ -336,31 +458,48 @@ delegate_store!(BothReadFirst, self, read_checkpoint => { self.barrier.wait().aw
 });
 
 async fn a_crash_between_enqueue_and_checkpoint_duplicates_never_loses(fixture: Fixture) {
-    let records: Vec<Value> = (0..5).map(|n| audit_record(&user(n), minutes_ago(40), "success")).collect();
+    let records: Vec<Value> = (0..5)
+        .map(|n| audit_record(&user(n), minutes_ago(40), "success"))
+        .collect();
     fixture.fakes.graph.set_audit_log(records);
-    let crashing = Arc::new(CrashBeforeCheckpoint { inner: fixture.store.clone(), crashed: AtomicBool::new(false) });
+    let crashing = Arc::new(CrashBeforeCheckpoint {
+        inner: fixture.store.clone(),
+        crashed: AtomicBool::new(false),
+    });
     let poller = fixture.poller_on(crashing, settings(SourceKind::AuditLog));
     assert!(poller.poll_once(&PollOptions::default()).await.is_err());
     assert!(fixture.checkpoint().await.is_none(), "no checkpoint was written");
     poller.poll_once(&PollOptions::default()).await.unwrap();
     let counts = users_of(&fixture.drain().await);
     assert_eq!(counts.len(), 5, "nobody lost");
-    assert!(counts.values().all(|count| *count == 2), "each handed over again after the crash: {counts:?}");
+    assert!(
+        counts.values().all(|count| *count == 2),
+        "each handed over again after the crash: {counts:?}"
+    );
 }
 on_both_stores!(a_crash_between_enqueue_and_checkpoint_duplicates_never_loses);
 
 async fn two_concurrent_runs_do_not_both_move_the_checkpoint(fixture: Fixture) {
-    fixture.fakes.graph.set_audit_log(vec![audit_record(&user(1), minutes_ago(40), "success")]);
-    let racing: Arc<dyn Store> = Arc::new(BothReadFirst { inner: fixture.store.clone(), barrier: tokio::sync::Barrier::new(2) });
+    fixture
+        .fakes
+        .graph
+        .set_audit_log(vec![audit_record(&user(1), minutes_ago(40), "success")]);
+    let racing: Arc<dyn Store> = Arc::new(BothReadFirst {
+        inner: fixture.store.clone(),
+        barrier: tokio::sync::Barrier::new(2),
+    });
     let first = fixture.poller_on(racing.clone(), settings(SourceKind::AuditLog));
     let second = fixture.poller_on(racing, settings(SourceKind::AuditLog));
     let options = PollOptions::default();
     let (a, b) = tokio::join!(first.poll_once(&options), second.poll_once(&options));
     let outcomes = [a.is_ok(), b.is_ok()];
-    assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 1, "exactly one run wins: {a:?} / {b:?}");
+    assert_eq!(
+        outcomes.iter().filter(|ok| **ok).count(),
+        1,
+        "exactly one run wins: {a:?} / {b:?}"
+    );
     let loser = if a.is_ok() { b } else { a };
     assert!(matches!(loser, Err(PollError::Conflict)), "{loser:?}");
     assert!(fixture.checkpoint().await.is_some());
 }
 on_both_stores!(two_concurrent_runs_do_not_both_move_the_checkpoint);
-

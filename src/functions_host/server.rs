@@ -182,7 +182,11 @@ impl FunctionTable {
                 log::debug!("{name}: invocation {invocation_id}");
             }
             let response = handler(request, InvocationLog::new(name)).await;
-            let status = if response.failed { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK };
+            let status = if response.failed {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                StatusCode::OK
+            };
             let body = serde_json::to_value(response)
                 .unwrap_or_else(|_| json!({"Outputs": {}, "Logs": [], "ReturnValue": null}));
             return HttpResponse::json(status, body);

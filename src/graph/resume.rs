@@ -17,6 +17,13 @@ impl GraphClient {
     /// Graph origin again: a tampered checkpoint cannot send the token elsewhere.
     pub fn resume_pager<T>(&self, operation: &'static str, next_link: &str) -> Result<Pager<T>, GraphError> {
         let next = self.checked_next_link(operation, next_link)?;
-        Ok(Pager { client: self.clone(), operation, next: Some(next), refused: None, pages: 0, item: PhantomData })
+        Ok(Pager {
+            client: self.clone(),
+            operation,
+            next: Some(next),
+            refused: None,
+            pages: 0,
+            item: PhantomData,
+        })
     }
 }

@@ -19,7 +19,11 @@ pub struct RequestPacer {
 
 impl RequestPacer {
     pub fn new(limit: usize, period: Duration) -> RequestPacer {
-        RequestPacer { limit: limit.max(1), period, recent: Mutex::new(VecDeque::new()) }
+        RequestPacer {
+            limit: limit.max(1),
+            period,
+            recent: Mutex::new(VecDeque::new()),
+        }
     }
 
     /// Graph's directory audit limit: 5 requests per 10 s per app per tenant.
@@ -56,8 +60,14 @@ mod tests {
         }
         // In any window of 10 s, at most 5 starts.
         for (index, start) in starts.iter().enumerate() {
-            let in_window = starts[index..].iter().filter(|later| **later < *start + Duration::from_secs(10)).count();
-            assert!(in_window <= 5, "{in_window} starts within 10 s of {start:?}: {starts:?}");
+            let in_window = starts[index..]
+                .iter()
+                .filter(|later| **later < *start + Duration::from_secs(10))
+                .count();
+            assert!(
+                in_window <= 5,
+                "{in_window} starts within 10 s of {start:?}: {starts:?}"
+            );
         }
         // And no slower than needed: 12 requests take two full periods.
         assert_eq!(*starts.last().unwrap(), Duration::from_secs(20));

@@ -48,7 +48,12 @@ pub struct Window {
 impl Checkpoint {
     /// The first checkpoint: nothing handed over, reading starts at `start - overlap`.
     pub fn first(start: DateTime<Utc>, now: DateTime<Utc>) -> Checkpoint {
-        Checkpoint { watermark: start, handed_over: BTreeMap::new(), resume: None, updated_at: now }
+        Checkpoint {
+            watermark: start,
+            handed_over: BTreeMap::new(),
+            resume: None,
+            updated_at: now,
+        }
     }
 
     /// The window of this run: from the watermark minus the overlap (or an explicit
@@ -58,7 +63,10 @@ impl Checkpoint {
             Some(since) => since,
             None => self.watermark - overlap,
         };
-        Window { start: start.min(now), end: now }
+        Window {
+            start: start.min(now),
+            end: now,
+        }
     }
 
     pub fn was_handed_over(&self, user: &Uuid) -> bool {
@@ -117,8 +125,18 @@ mod tests {
     fn the_window_starts_an_overlap_before_the_watermark() {
         let checkpoint = Checkpoint::first(at("2026-11-20T10:00:00Z"), at("2026-11-20T10:00:00Z"));
         let window = checkpoint.window(at("2026-11-20T10:05:00Z"), Duration::minutes(30), None);
-        assert_eq!(window, Window { start: at("2026-11-20T09:30:00Z"), end: at("2026-11-20T10:05:00Z") });
-        let backfill = checkpoint.window(at("2026-11-20T10:05:00Z"), Duration::minutes(30), Some(at("2026-11-14T00:00:00Z")));
+        assert_eq!(
+            window,
+            Window {
+                start: at("2026-11-20T09:30:00Z"),
+                end: at("2026-11-20T10:05:00Z")
+            }
+        );
+        let backfill = checkpoint.window(
+            at("2026-11-20T10:05:00Z"),
+            Duration::minutes(30),
+            Some(at("2026-11-14T00:00:00Z")),
+        );
         assert_eq!(backfill.start, at("2026-11-14T00:00:00Z"));
     }
 
@@ -143,7 +161,11 @@ mod tests {
         let window = checkpoint.window(at("2026-11-20T10:05:00Z"), overlap, None);
         checkpoint.record_handover(user(1), at("2026-11-20T10:01:00Z"));
         checkpoint.leave_unfinished(
-            Resume { source: DetectionSource::AuditLog, window, next_link: "https://graph.microsoft.com/v1.0/x".into() },
+            Resume {
+                source: DetectionSource::AuditLog,
+                window,
+                next_link: "https://graph.microsoft.com/v1.0/x".into(),
+            },
             at("2026-11-20T10:05:00Z"),
         );
         assert_eq!(checkpoint.watermark, at("2026-11-20T10:00:00Z"));

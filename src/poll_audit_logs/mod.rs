@@ -28,7 +28,10 @@ impl PollAuditLogs {
                 return InvocationResponse::with_logs(log);
             }
         };
-        if request.binding_json::<serde_json::Value>("myTimer").is_ok_and(|timer| timer["IsPastDue"] == true) {
+        if request
+            .binding_json::<serde_json::Value>("myTimer")
+            .is_ok_and(|timer| timer["IsPastDue"] == true)
+        {
             log.info("the timer is past due: this run catches up from the checkpoint");
         }
         match poller.poll_once(&PollOptions::default()).await {

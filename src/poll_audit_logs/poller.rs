@@ -83,7 +83,11 @@ impl PollSummary {
             self.new_users.len(),
             self.duration.as_millis(),
             self.watermark.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            if self.window_finished { "" } else { " (window unfinished: carrying on at the next tick)" }
+            if self.window_finished {
+                ""
+            } else {
+                " (window unfinished: carrying on at the next tick)"
+            }
         )
     }
 }
@@ -129,11 +133,14 @@ impl Source {
                     .iter()
                     .filter(|record| record.is_success())
                     .flat_map(|record| {
-                        record.target_users().filter_map(|target| target.object_id()).map(|user| Found {
-                            user,
-                            record_time: record.activity_date_time,
-                            record_id: Some(record.id.clone()),
-                        })
+                        record
+                            .target_users()
+                            .filter_map(|target| target.object_id())
+                            .map(|user| Found {
+                                user,
+                                record_time: record.activity_date_time,
+                                record_id: Some(record.id.clone()),
+                            })
                     })
                     .collect();
                 (read, found)
@@ -179,7 +186,12 @@ impl Poller {
             // The users API has no such tight limit; Graph's general throttling still answers 429s.
             SourceKind::Users => RequestPacer::new(20, Duration::from_secs(1)),
         };
-        Poller { graph, store, settings, pacer }
+        Poller {
+            graph,
+            store,
+            settings,
+            pacer,
+        }
     }
 
     fn open_source(&self, window: Window, resume_link: Option<&str>) -> Result<Source, GraphError> {
@@ -202,7 +214,9 @@ impl Poller {
         let stored = self.store.read_checkpoint(&CHECKPOINT).await?;
         let expected = ExpectedVersion::from_read(stored.as_ref());
         let mut checkpoint = match &stored {
-            Some(document) => document.json::<Checkpoint>().map_err(|error| PollError::CorruptCheckpoint(error.to_string()))?,
+            Some(document) => document
+                .json::<Checkpoint>()
+                .map_err(|error| PollError::CorruptCheckpoint(error.to_string()))?,
             None => Checkpoint::first(self.settings.first_start.unwrap_or(now), now),
         };
 
@@ -224,7 +238,9 @@ impl Poller {
             if source.has_next() {
                 self.pacer.acquire().await;
             }
-            let Some((read, found)) = source.next_page().await? else { break };
+            let Some((read, found)) = source.next_page().await? else {
+                break;
+            };
             records_read += read;
             let mut fresh = Vec::new();
             for found in found {
@@ -240,7 +256,11 @@ impl Poller {
             if started.elapsed() >= self.settings.run_budget
                 && let Some(next_link) = source.next_link()
             {
-                let resume = Resume { source: self.settings.source.detection(), window, next_link };
+                let resume = Resume {
+                    source: self.settings.source.detection(),
+                    window,
+                    next_link,
+                };
                 checkpoint.leave_unfinished(resume, Utc::now());
                 window_finished = false;
                 break;
@@ -251,7 +271,11 @@ impl Poller {
         }
 
         if !options.dry_run {
-            match self.store.write_checkpoint(&CHECKPOINT, &checkpoint.to_json(), &expected).await {
+            match self
+                .store
+                .write_checkpoint(&CHECKPOINT, &checkpoint.to_json(), &expected)
+                .await
+            {
                 Ok(_) => {}
                 Err(error) if error.is_conflict() => return Err(PollError::Conflict),
                 Err(error) => return Err(error.into()),
@@ -279,7 +303,11 @@ impl Poller {
                     source,
                     audit_record_id: found.record_id,
                 };
-                async move { self.store.send(&PROVISION_QUEUE, &message.to_json(), Duration::ZERO).await }
+                async move {
+                    self.store
+                        .send(&PROVISION_QUEUE, &message.to_json(), Duration::ZERO)
+                        .await
+                }
             })
             .buffer_unordered(ENQUEUE_CONCURRENCY)
             .try_collect::<Vec<()>>()

@@ -22,21 +22,38 @@ pub(crate) fn from_reader(reader: &mut Reader) -> PollSettings {
             SourceKind::AuditLog
         }
     };
-    let overlap = reader.parsed::<u32>("POLL_OVERLAP_MINUTES", "a whole number of minutes, e.g. 30").unwrap_or(30);
-    let first_start = reader.raw("POLL_START_AT").and_then(|text| match DateTime::parse_from_rfc3339(text) {
-        Ok(time) => Some(time.with_timezone(&Utc)),
-        Err(_) => {
-            reader.problem("POLL_START_AT", "is not a time", "an RFC 3339 time such as 2026-11-20T10:00:00Z");
-            None
-        }
-    });
+    let overlap = reader
+        .parsed::<u32>("POLL_OVERLAP_MINUTES", "a whole number of minutes, e.g. 30")
+        .unwrap_or(30);
+    let first_start = reader
+        .raw("POLL_START_AT")
+        .and_then(|text| match DateTime::parse_from_rfc3339(text) {
+            Ok(time) => Some(time.with_timezone(&Utc)),
+            Err(_) => {
+                reader.problem(
+                    "POLL_START_AT",
+                    "is not a time",
+                    "an RFC 3339 time such as 2026-11-20T10:00:00Z",
+                );
+                None
+            }
+        });
     let budget = reader
-        .parsed::<u64>("POLL_RUN_BUDGET_SECONDS", "a whole number of seconds below the function timeout, e.g. 240")
+        .parsed::<u64>(
+            "POLL_RUN_BUDGET_SECONDS",
+            "a whole number of seconds below the function timeout, e.g. 240",
+        )
         .unwrap_or(240);
     if budget == 0 {
-        reader.problem("POLL_RUN_BUDGET_SECONDS", "is 0", "a whole number of seconds below the function timeout, e.g. 240");
+        reader.problem(
+            "POLL_RUN_BUDGET_SECONDS",
+            "is 0",
+            "a whole number of seconds below the function timeout, e.g. 240",
+        );
     }
-    let page_size = reader.parsed::<u32>("POLL_PAGE_SIZE", "a whole number from 1 to 999").unwrap_or(500);
+    let page_size = reader
+        .parsed::<u32>("POLL_PAGE_SIZE", "a whole number from 1 to 999")
+        .unwrap_or(500);
     if !(1..=999).contains(&page_size) {
         reader.problem("POLL_PAGE_SIZE", "is out of range", "a whole number from 1 to 999");
     }

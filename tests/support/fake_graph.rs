@@ -95,7 +95,12 @@ impl FakeGraph {
 
     /// Adds a record to the log, as the audit pipeline ingests it (possibly late).
     pub fn ingest_audit_record(&self, record: Value) {
-        self.state.lock().unwrap().audit_log.get_or_insert_with(Vec::new).push(record);
+        self.state
+            .lock()
+            .unwrap()
+            .audit_log
+            .get_or_insert_with(Vec::new)
+            .push(record);
     }
 
     pub fn add_user(&self, user: Value) {
@@ -177,7 +182,14 @@ fn handle(state: &mut State, request: &Request) -> Response {
             let since = filter_time(params.get("$filter"), "activityDateTime ge ");
             let mut records: Vec<Value> = log
                 .iter()
-                .filter(|record| params.get("$filter").is_none_or(|f| f.contains(&format!("eq '{}'", record["activityDisplayName"].as_str().unwrap_or_default()))))
+                .filter(|record| {
+                    params.get("$filter").is_none_or(|f| {
+                        f.contains(&format!(
+                            "eq '{}'",
+                            record["activityDisplayName"].as_str().unwrap_or_default()
+                        ))
+                    })
+                })
                 .filter(|record| since.is_none_or(|since| record_time(record, "activityDateTime") >= since))
                 .cloned()
                 .collect();
@@ -275,7 +287,9 @@ fn filter_time(filter: Option<&String>, prefix: &str) -> Option<chrono::DateTime
     let filter = filter?;
     let start = filter.find(prefix)? + prefix.len();
     let text = filter[start..].split_whitespace().next()?;
-    chrono::DateTime::parse_from_rfc3339(text).ok().map(|time| time.with_timezone(&chrono::Utc))
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|time| time.with_timezone(&chrono::Utc))
 }
 
 fn record_time(record: &Value, field: &str) -> chrono::DateTime<chrono::Utc> {
@@ -287,7 +301,10 @@ fn record_time(record: &Value, field: &str) -> chrono::DateTime<chrono::Utc> {
 }
 
 fn params_have_created_filter(request: &Request) -> bool {
-    request.query_params().get("$filter").is_some_and(|filter| filter.contains("createdDateTime ge"))
+    request
+        .query_params()
+        .get("$filter")
+        .is_some_and(|filter| filter.contains("createdDateTime ge"))
 }
 
 /// One page of `items` at `$skiptoken` (an offset), `$top` per page (default 100), with a
@@ -302,7 +319,8 @@ fn paged(base: &str, path: &str, params: &HashMap<String, String>, items: Vec<Va
         for (name, value) in params.iter().filter(|(name, _)| *name != "$skiptoken") {
             next.query_pairs_mut().append_pair(name, value);
         }
-        next.query_pairs_mut().append_pair("$skiptoken", &(offset + top).to_string());
+        next.query_pairs_mut()
+            .append_pair("$skiptoken", &(offset + top).to_string());
         body["@odata.nextLink"] = json!(next.as_str());
     }
     Response::json(200, &body)

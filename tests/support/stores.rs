@@ -13,7 +13,9 @@ pub fn azurite_connection_string() -> Option<String> {
     match std::env::var("SIGNUP_TEST_STORAGE_CONNECTION_STRING") {
         Ok(value) if !value.trim().is_empty() => Some(value),
         _ if std::env::var("SIGNUP_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("SIGNUP_TEST_REQUIRE_SERVICES=1 but SIGNUP_TEST_STORAGE_CONNECTION_STRING is unset: Azurite is required")
+            panic!(
+                "SIGNUP_TEST_REQUIRE_SERVICES=1 but SIGNUP_TEST_STORAGE_CONNECTION_STRING is unset: Azurite is required"
+            )
         }
         _ => {
             eprintln!(
@@ -48,6 +50,8 @@ pub async fn azure() -> Option<Arc<dyn Store>> {
 /// The embedded store in a fresh directory (kept alive by the returned guard).
 pub async fn embedded() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&StorageSettings::Embedded(dir.path().to_path_buf()), None).await.unwrap();
+    let store = open(&StorageSettings::Embedded(dir.path().to_path_buf()), None)
+        .await
+        .unwrap();
     (store, dir)
 }
