@@ -1,7 +1,7 @@
 //! The PostgreSQL destination against a real server: `./scripts/test` starts one and exports
 //! `SIGNUP_TEST_DATABASE_URL`. Without it these tests skip loudly, unless
 //! `SIGNUP_TEST_REQUIRE_SERVICES=1`, when they fail. Each test works in its own schema (set
-//! through `options=-c search_path=...` in `DATABASE_URL`), so they run in parallel.
+//! through `options=-c search_path=...` in `SIGNUP_DATABASE_URL`), so they run in parallel.
 
 mod support;
 
@@ -58,7 +58,7 @@ impl Schema {
         }
     }
 
-    /// `DATABASE_URL` with this schema first on the search path.
+    /// `SIGNUP_DATABASE_URL` with this schema first on the search path.
     fn database_url(&self) -> String {
         let separator = if self.url.contains('?') { '&' } else { '?' };
         format!("{}{separator}options=-c%20search_path%3D{}", self.url, self.name)
@@ -66,8 +66,8 @@ impl Schema {
 
     fn destination(&self) -> PostgresDestination {
         let values = HashMap::from([
-            ("DATABASE_URL".to_string(), self.database_url()),
-            ("DATABASE_POOL_SIZE".to_string(), "2".to_string()),
+            ("SIGNUP_DATABASE_URL".to_string(), self.database_url()),
+            ("SIGNUP_DATABASE_POOL_SIZE".to_string(), "2".to_string()),
         ]);
         let settings = DestinationSettings::from_map(&values).unwrap().postgres.unwrap();
         PostgresDestination::new(&settings).unwrap()
@@ -269,7 +269,7 @@ async fn an_unreachable_server_is_transient() {
     };
     let values = HashMap::from([
         (
-            "DATABASE_URL".to_string(),
+            "SIGNUP_DATABASE_URL".to_string(),
             format!("postgres://app:hunter2@127.0.0.1:{port}/app"),
         ),
         ("DESTINATIONS_TIMEOUT_SECONDS".to_string(), "5".to_string()),
@@ -301,7 +301,7 @@ async fn sslmode_require_verifies_the_servers_certificate() {
         (request, handshake.is_ok())
     });
     let values = HashMap::from([(
-        "DATABASE_URL".to_string(),
+        "SIGNUP_DATABASE_URL".to_string(),
         format!("postgres://app:hunter2@127.0.0.1:{port}/app?sslmode=require"),
     )]);
     let settings = DestinationSettings::from_map(&values).unwrap().postgres.unwrap();

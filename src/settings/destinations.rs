@@ -19,12 +19,12 @@
 //! | `SALESFORCE_CLIENT_SECRET` | for Salesforce | | Secret. Its consumer secret. |
 //! | `SALESFORCE_API_VERSION` | no | `v61.0` | REST API version, `vNN.N`. |
 //! | `SALESFORCE_EXTERNAL_ID_FIELD` | no | `Entra_Object_Id__c` | The Contact field (External ID, Unique) holding the Entra object id. |
-//! | `DATABASE_URL` | for PostgreSQL | | Secret (holds a password). `postgres://user:password@host:5432/db?sslmode=require`, or the key=value form. |
-//! | `DATABASE_POOL_SIZE` | no | `4` | Connections per process, 1-64. |
+//! | `SIGNUP_DATABASE_URL` | for PostgreSQL | | Secret (holds a password). `postgres://user:password@host:5432/db?sslmode=require`, or the key=value form. |
+//! | `SIGNUP_DATABASE_POOL_SIZE` | no | `4` | Connections per process, 1-64. |
 //! | `DESTINATIONS_TIMEOUT_SECONDS` | no | `30` | Time limit of one call to a destination, 1-300 s. |
 //!
 //! Base URLs must be `https://`, except on loopback addresses (local fakes). For
-//! `DATABASE_URL`: a non-loopback host without `sslmode` gets `sslmode=require`;
+//! `SIGNUP_DATABASE_URL`: a non-loopback host without `sslmode` gets `sslmode=require`;
 //! `verify-ca` and `verify-full` are accepted and mean the same as `require`, because the
 //! server's certificate and host name are always verified (against the platform's roots).
 
@@ -54,8 +54,8 @@ pub const SALESFORCE_CLIENT_ID: &str = "SALESFORCE_CLIENT_ID";
 pub const SALESFORCE_CLIENT_SECRET: &str = "SALESFORCE_CLIENT_SECRET";
 pub const SALESFORCE_API_VERSION: &str = "SALESFORCE_API_VERSION";
 pub const SALESFORCE_EXTERNAL_ID_FIELD: &str = "SALESFORCE_EXTERNAL_ID_FIELD";
-pub const DATABASE_URL: &str = "DATABASE_URL";
-pub const DATABASE_POOL_SIZE: &str = "DATABASE_POOL_SIZE";
+pub const SIGNUP_DATABASE_URL: &str = "SIGNUP_DATABASE_URL";
+pub const SIGNUP_DATABASE_POOL_SIZE: &str = "SIGNUP_DATABASE_POOL_SIZE";
 pub const DESTINATIONS_TIMEOUT_SECONDS: &str = "DESTINATIONS_TIMEOUT_SECONDS";
 
 const MAILCHIMP_SETTINGS: [&str; 6] = [
@@ -74,7 +74,7 @@ const SALESFORCE_SETTINGS: [&str; 5] = [
     SALESFORCE_API_VERSION,
     SALESFORCE_EXTERNAL_ID_FIELD,
 ];
-const POSTGRES_SETTINGS: [&str; 2] = [DATABASE_URL, DATABASE_POOL_SIZE];
+const POSTGRES_SETTINGS: [&str; 2] = [SIGNUP_DATABASE_URL, SIGNUP_DATABASE_POOL_SIZE];
 
 /// Every setting this module reads, for reports.
 pub const ALL: [&str; 17] = [
@@ -92,8 +92,8 @@ pub const ALL: [&str; 17] = [
     SALESFORCE_CLIENT_SECRET,
     SALESFORCE_API_VERSION,
     SALESFORCE_EXTERNAL_ID_FIELD,
-    DATABASE_URL,
-    DATABASE_POOL_SIZE,
+    SIGNUP_DATABASE_URL,
+    SIGNUP_DATABASE_POOL_SIZE,
     DESTINATIONS_TIMEOUT_SECONDS,
 ];
 
@@ -176,7 +176,7 @@ pub struct SalesforceSettings {
 
 #[derive(Clone)]
 pub struct PostgresSettings {
-    /// Parsed `DATABASE_URL`; holds the password (its own `Debug` redacts it).
+    /// Parsed `SIGNUP_DATABASE_URL`; holds the password (its own `Debug` redacts it).
     pub config: tokio_postgres::Config,
     pub pool_size: usize,
     pub timeout: Duration,
@@ -519,15 +519,15 @@ fn read_postgres(reader: &mut Reader<'_>, timeout: Duration) -> Option<PostgresS
     const URL: &str = "a PostgreSQL connection URL such as postgres://user:password@host:5432/dbname?sslmode=require \
                        (or the key=value form)";
     const POOL: &str = "a number of connections from 1 to 64";
-    let pool_size = match reader.parsed::<usize>(DATABASE_POOL_SIZE, POOL) {
+    let pool_size = match reader.parsed::<usize>(SIGNUP_DATABASE_POOL_SIZE, POOL) {
         None => DEFAULT_POOL_SIZE,
         Some(size @ 1..=64) => size,
         Some(_) => {
-            reader.problem(DATABASE_POOL_SIZE, "is out of range", POOL);
+            reader.problem(SIGNUP_DATABASE_POOL_SIZE, "is out of range", POOL);
             DEFAULT_POOL_SIZE
         }
     };
-    let raw = required_text(reader, DATABASE_URL, URL)?;
+    let raw = required_text(reader, SIGNUP_DATABASE_URL, URL)?;
     match parse_database_url(raw, timeout) {
         Ok(config) => Some(PostgresSettings {
             config,
@@ -535,13 +535,13 @@ fn read_postgres(reader: &mut Reader<'_>, timeout: Duration) -> Option<PostgresS
             timeout,
         }),
         Err(problem) => {
-            reader.problem(DATABASE_URL, problem, URL);
+            reader.problem(SIGNUP_DATABASE_URL, problem, URL);
             None
         }
     }
 }
 
-/// Parses `DATABASE_URL` (never echoing it: it holds the password).
+/// Parses `SIGNUP_DATABASE_URL` (never echoing it: it holds the password).
 fn parse_database_url(raw: &str, timeout: Duration) -> Result<tokio_postgres::Config, &'static str> {
     // libpq's verifying modes are what we always do; tokio-postgres only knows `require`.
     let rewritten = raw
@@ -640,7 +640,7 @@ mod tests {
         let error = read(&[
             (MAILCHIMP_LIST_ID, "a1b2c3d4e5"),
             (SALESFORCE_CLIENT_ID, "abc"),
-            (DATABASE_POOL_SIZE, "2"),
+            (SIGNUP_DATABASE_POOL_SIZE, "2"),
         ])
         .unwrap_err();
         assert_eq!(
@@ -649,7 +649,7 @@ mod tests {
                 MAILCHIMP_API_KEY,
                 SALESFORCE_LOGIN_URL,
                 SALESFORCE_CLIENT_SECRET,
-                DATABASE_URL
+                SIGNUP_DATABASE_URL
             ]
         );
         let error = read(&[(STRIPE_BASE_URL, "https://stripe.example")]).unwrap_err();
@@ -741,7 +741,7 @@ mod tests {
     #[test]
     fn database_urls_require_tls_for_remote_hosts_and_never_show_the_password() {
         let remote = read(&[(
-            DATABASE_URL,
+            SIGNUP_DATABASE_URL,
             "postgres://app:hunter2@contoso.postgres.database.azure.com/app",
         )])
         .unwrap()
@@ -751,15 +751,15 @@ mod tests {
         assert_eq!(remote.pool_size, DEFAULT_POOL_SIZE);
         assert!(!format!("{remote:?}").contains("hunter2"));
 
-        let verify = read(&[(DATABASE_URL, "postgres://app:pw@db.example/app?sslmode=verify-full")])
+        let verify = read(&[(SIGNUP_DATABASE_URL, "postgres://app:pw@db.example/app?sslmode=verify-full")])
             .unwrap()
             .postgres
             .unwrap();
         assert_eq!(verify.config.get_ssl_mode(), SslMode::Require);
 
         let local = read(&[
-            (DATABASE_URL, "postgres://app@127.0.0.1:5432/app"),
-            (DATABASE_POOL_SIZE, "2"),
+            (SIGNUP_DATABASE_URL, "postgres://app@127.0.0.1:5432/app"),
+            (SIGNUP_DATABASE_POOL_SIZE, "2"),
         ])
         .unwrap()
         .postgres
@@ -767,20 +767,20 @@ mod tests {
         assert_eq!(local.config.get_ssl_mode(), SslMode::Prefer);
         assert_eq!(local.pool_size, 2);
 
-        let keyword = read(&[(DATABASE_URL, "host=db.example user=app password=pw dbname=app")])
+        let keyword = read(&[(SIGNUP_DATABASE_URL, "host=db.example user=app password=pw dbname=app")])
             .unwrap()
             .postgres
             .unwrap();
         assert_eq!(keyword.config.get_ssl_mode(), SslMode::Require);
 
-        let error = read(&[(DATABASE_URL, "postgres://app:hunter2@db.example/app?sslmode=sometimes")]).unwrap_err();
-        assert_eq!(names(&error), vec![DATABASE_URL]);
+        let error = read(&[(SIGNUP_DATABASE_URL, "postgres://app:hunter2@db.example/app?sslmode=sometimes")]).unwrap_err();
+        assert_eq!(names(&error), vec![SIGNUP_DATABASE_URL]);
         assert!(!error.to_string().contains("hunter2"));
         let error = read(&[
-            (DATABASE_URL, "postgres://app@127.0.0.1/app"),
-            (DATABASE_POOL_SIZE, "0"),
+            (SIGNUP_DATABASE_URL, "postgres://app@127.0.0.1/app"),
+            (SIGNUP_DATABASE_POOL_SIZE, "0"),
         ])
         .unwrap_err();
-        assert_eq!(names(&error), vec![DATABASE_POOL_SIZE]);
+        assert_eq!(names(&error), vec![SIGNUP_DATABASE_POOL_SIZE]);
     }
 }

@@ -3,7 +3,7 @@
 //! replaced, so a replay with fewer ids loses nothing.
 //!
 //! Driver and pool: `tokio-postgres` through `deadpool-postgres`. The pool is small
-//! (`DATABASE_POOL_SIZE`, default 4) because every scaled-out instance holds its own and
+//! (`SIGNUP_DATABASE_POOL_SIZE`, default 4) because every scaled-out instance holds its own and
 //! small Azure servers allow few connections; it replaces broken connections by itself,
 //! which a single shared connection would need hand-written reconnect logic for, and lets
 //! the queue trigger's concurrent invocations run side by side. Statements go through
@@ -20,7 +20,7 @@
 //! starting together apply each migration once and a crash leaves nothing half done. The
 //! versions applied are recorded in `signup_bridge_migrations`. Tables are created unqualified,
 //! in the first schema of the connection's `search_path` (`options=-c search_path=...` in
-//! `DATABASE_URL` picks another).
+//! `SIGNUP_DATABASE_URL` picks another).
 
 use std::collections::BTreeMap;
 use std::fmt;
