@@ -130,3 +130,21 @@ async fn every_function_folder_has_a_route_in_the_handler() {
         }
     }
 }
+
+#[test]
+fn local_settings_example_is_a_valid_configuration() {
+    let example = read_json(&Path::new(env!("CARGO_MANIFEST_DIR")).join("local.settings.json.example"));
+    let values = example["Values"].as_object().expect("a Values object");
+    assert_eq!(values["FUNCTIONS_WORKER_RUNTIME"], "custom");
+    assert_eq!(values["AzureWebJobsStorage"], "UseDevelopmentStorage=true");
+    let mut settings: std::collections::HashMap<String, String> =
+        values.iter().map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_string())).collect();
+    // The example names the user's rules file; the repository ships the example rules.
+    settings.insert(
+        "SIGNUP_RULES_PATH".into(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/signup-rules.example.toml").into(),
+    );
+    if let Err(error) = signup_bridge::settings::Settings::from_map(&settings) {
+        panic!("local.settings.json.example does not start: {error}");
+    }
+}
