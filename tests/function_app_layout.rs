@@ -137,8 +137,10 @@ fn local_settings_example_is_a_valid_configuration() {
     let values = example["Values"].as_object().expect("a Values object");
     assert_eq!(values["FUNCTIONS_WORKER_RUNTIME"], "custom");
     assert_eq!(values["AzureWebJobsStorage"], "UseDevelopmentStorage=true");
-    let mut settings: std::collections::HashMap<String, String> =
-        values.iter().map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_string())).collect();
+    let mut settings: std::collections::HashMap<String, String> = values
+        .iter()
+        .map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_string()))
+        .collect();
     // The example names the user's rules file; the repository ships the example rules.
     settings.insert(
         "SIGNUP_RULES_PATH".into(),

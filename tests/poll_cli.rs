@@ -27,8 +27,16 @@ fn poll(arguments: &[&str], settings: &[(String, String)]) -> (i32, String, Stri
 fn a_dry_run_prints_object_ids_and_writes_nothing_then_a_run_enqueues() {
     let fakes = GraphFakes::start();
     let now = chrono::Utc::now();
-    let users = ["84360e8b-3321-4e37-b9ec-10fccd0263b8", "1f0e98f5-3161-4c6b-9b50-d488572f2bb7"];
-    fakes.graph.set_audit_log(users.iter().map(|user| audit_record(user, now - chrono::Duration::minutes(3), "success")).collect());
+    let users = [
+        "84360e8b-3321-4e37-b9ec-10fccd0263b8",
+        "1f0e98f5-3161-4c6b-9b50-d488572f2bb7",
+    ];
+    fakes.graph.set_audit_log(
+        users
+            .iter()
+            .map(|user| audit_record(user, now - chrono::Duration::minutes(3), "success"))
+            .collect(),
+    );
     let state = tempfile::tempdir().unwrap();
     let mut settings = fakes.process_settings();
     settings.push(("SIGNUP_STATE_DIR".into(), state.path().display().to_string()));
@@ -41,7 +49,10 @@ fn a_dry_run_prints_object_ids_and_writes_nothing_then_a_run_enqueues() {
     for user in users {
         assert!(lines.contains(&user), "{stdout}");
     }
-    assert!(lines[2].starts_with("dry run: read 2 records in 1 pages, 2 new users"), "{stdout}");
+    assert!(
+        lines[2].starts_with("dry run: read 2 records in 1 pages, 2 new users"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("@"), "object ids only: {stdout}");
 
     // Nothing was written: the real run finds the same two users.
@@ -56,7 +67,10 @@ fn a_dry_run_prints_object_ids_and_writes_nothing_then_a_run_enqueues() {
 fn without_graph_settings_poll_stops_naming_them() {
     let (code, _, stderr) = poll(&["--once"], &[]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("GRAPH_CLIENT_ID") && stderr.contains("GRAPH_CERTIFICATE_PATH"), "{stderr}");
+    assert!(
+        stderr.contains("GRAPH_CLIENT_ID") && stderr.contains("GRAPH_CERTIFICATE_PATH"),
+        "{stderr}"
+    );
 }
 
 #[test]

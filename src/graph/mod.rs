@@ -478,6 +478,18 @@ impl GraphClient {
         Err(answer.into_error(OPERATION))
     }
 
+    /// The id of the user whose `userPrincipalName` is `upn`, if any
+    /// (`GET /v1.0/users?$filter=userPrincipalName eq '...'&$select=id`; needs User.Read.All).
+    pub async fn user_id_by_principal_name(&self, upn: &str) -> Result<Option<Uuid>, GraphError> {
+        let filter = format!("userPrincipalName eq '{}'", upn.replace('\'', "''"));
+        let mut pager: Pager<User> = self.pager(
+            "find user by principal name",
+            "v1.0/users",
+            &[("$filter", filter), ("$select", "id".to_string())],
+        );
+        Ok(pager.next_page().await?.and_then(|page| page.first().map(|user| user.id)))
+    }
+
     /// One `GET /v1.0/auditLogs/directoryAudits?$top=1` (for `check`): the number of records
     /// returned (0 or 1).
     pub async fn probe_audit_log(&self) -> Result<usize, GraphError> {

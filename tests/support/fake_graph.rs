@@ -231,6 +231,29 @@ fn handle(state: &mut State, request: &Request) -> Response {
             }
             Response::json(200, &body)
         }
+        ("GET", ["v1.0", "users"])
+            if request
+                .query_params()
+                .get("$filter")
+                .is_some_and(|filter| filter.starts_with("userPrincipalName eq '")) =>
+        {
+            let filter = request.query_params()["$filter"].clone();
+            let upn = filter
+                .trim_start_matches("userPrincipalName eq '")
+                .trim_end_matches('\'')
+                .replace("''", "'");
+            let users: Vec<Value> = state
+                .users
+                .values()
+                .filter(|user| {
+                    user["userPrincipalName"]
+                        .as_str()
+                        .is_some_and(|existing| existing.eq_ignore_ascii_case(&upn))
+                })
+                .map(|user| json!({"id": user["id"]}))
+                .collect();
+            Response::json(200, &json!({"value": users}))
+        }
         ("GET", ["v1.0", "users"]) => {
             let users: Vec<Value> = state.users.values().cloned().collect();
             Response::json(200, &json!({"value": users}))
