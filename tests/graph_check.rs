@@ -163,6 +163,7 @@ fn check_in_a_process(environment: &HashMap<String, String>) -> (Option<i32>, St
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    support::handler::keep_log("check", &report);
     (output.status.code(), report)
 }
 

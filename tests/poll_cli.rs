@@ -5,7 +5,7 @@ mod support;
 use std::process::Command;
 use support::fake_graph::audit_record;
 use support::graph_fakes::GraphFakes;
-use support::handler::BINARY;
+use support::handler::{BINARY, keep_log};
 
 fn poll(arguments: &[&str], settings: &[(String, String)]) -> (i32, String, String) {
     let output = Command::new(BINARY)
@@ -16,11 +16,10 @@ fn poll(arguments: &[&str], settings: &[(String, String)]) -> (i32, String, Stri
         .env("NO_PROXY", "127.0.0.1,localhost")
         .output()
         .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).to_string(),
-        String::from_utf8_lossy(&output.stderr).to_string(),
-    )
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&output.stdout).to_string(), String::from_utf8_lossy(&output.stderr).to_string());
+    keep_log("poll-cli", &format!("{stdout}{stderr}"));
+    (output.status.code().unwrap_or(-1), stdout, stderr)
 }
 
 #[test]

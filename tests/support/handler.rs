@@ -139,3 +139,21 @@ pub async fn start_expecting_failure(env: &[(&str, &str)]) -> (i32, String) {
 pub fn loopback_client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
+
+/// Keeps a process's log for the leak scan that `./scripts/test` runs after the suite
+/// (no secret and no email may appear in any log line of the whole run).
+pub fn keep_log(name: &str, text: &str) {
+    if let Some(dir) = std::env::var_os("SIGNUP_TEST_LOG_DIR") {
+        let dir = PathBuf::from(dir);
+        let _ = std::fs::create_dir_all(&dir);
+        let file = dir.join(format!("{name}-{}.log", uuid::Uuid::new_v4().simple()));
+        let _ = std::fs::write(file, text);
+    }
+}
+
+impl Drop for RunningHandler {
+    fn drop(&mut self) {
+        keep_log("handler-stdout", &self.stdout());
+        keep_log("handler-stderr", &self.stderr());
+    }
+}
