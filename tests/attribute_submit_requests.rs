@@ -302,11 +302,56 @@ async fn bodies_that_are_not_submit_requests_get_precise_4xx_errors() {
 
 #[tokio::test]
 async fn an_oversized_chunked_body_is_cut_off_with_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fixture = ExtensionFixture::start(&[]).await;
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..100).map(|_| Ok(vec![b' '; 1024])).collect();
-    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let reply = fixture.submit(body).await;
-    assert_eq!(reply.status, 413, "{}", reply.body);
+    // A raw connection, so the answer can be read while the body is still being sent: the
+    // handler answers as soon as the body passes 64 KiB, without waiting for the rest.
+    let address = fixture.handler.base_url.trim_start_matches("http://").to_string();
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let answered = answered.clone();
+        let authorization = fixture.valid_authorization();
+        tokio::spawn(async move {
+            let head = format!(
+                "POST /api/AttributeSubmit HTTP/1.1\r\nHost: localhost\r\nAuthorization: {authorization}\r\n\
+                 Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            );
+            let mut sent = writer.write_all(head.as_bytes()).await.map(|_| 0usize);
+            while let Ok(bytes) = sent {
+                if answered.load(std::sync::atomic::Ordering::SeqCst) || bytes >= 1024 * 1024 {
+                    break;
+                }
+                let chunk = format!("400\r\n{}\r\n", " ".repeat(1024));
+                sent = writer.write_all(chunk.as_bytes()).await.map(|_| bytes + 1024);
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            sent.unwrap_or(0)
+        })
+    };
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+        let read = reader
+            .read(&mut buffer)
+            .await
+            .expect("the handler answers before closing");
+        assert!(read > 0, "closed without an answer");
+        response.extend_from_slice(&buffer[..read]);
+    }
+    answered.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sent = sender.await.unwrap();
+    let status_line = String::from_utf8_lossy(&response)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
+    assert!(
+        sent < 1024 * 1024,
+        "the handler answered before the whole body was sent ({sent} bytes)"
+    );
 }
 
 #[tokio::test]
