@@ -18,6 +18,7 @@ PATTERNS = {
     "private key": re.compile(r"BEGIN (RSA |EC )?PRIVATE KEY"),
     "SAS signature": re.compile(r"[?&]sig=(?!REDACTED|\*)[A-Za-z0-9%+/=]{8,}"),
     "password in a URL": re.compile(r"://[^/\s:@]+:[^/\s@*]{3,}@"),
+    "function key": re.compile(r"[?&]code=(?!\*\*\*)[A-Za-z0-9_%=-]{8,}"),
     "account key": re.compile(r"AccountKey=(?!Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==)[A-Za-z0-9+/=]{20,}"),
 }
 # Masked emails (j***@contoso.com) are the product's deliberate form.
