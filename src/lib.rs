@@ -14,5 +14,6 @@ pub mod poll_audit_logs;
 pub mod provisioning;
 pub mod retry;
 pub mod settings;
+pub mod setup;
 pub mod startup;
 pub mod store;

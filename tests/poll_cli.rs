@@ -16,8 +16,10 @@ fn poll(arguments: &[&str], settings: &[(String, String)]) -> (i32, String, Stri
         .env("NO_PROXY", "127.0.0.1,localhost")
         .output()
         .unwrap();
-    let (stdout, stderr) =
-        (String::from_utf8_lossy(&output.stdout).to_string(), String::from_utf8_lossy(&output.stderr).to_string());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    );
     keep_log("poll-cli", &format!("{stdout}{stderr}"));
     (output.status.code().unwrap_or(-1), stdout, stderr)
 }

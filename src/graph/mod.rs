@@ -9,6 +9,7 @@
 //! Errors keep Graph's error code and request ids, never the token, the error message or
 //! the request URL (which can hold personal data in `$filter`).
 
+mod admin;
 pub mod models;
 mod resume;
 pub mod throttle;
@@ -487,7 +488,10 @@ impl GraphClient {
             "v1.0/users",
             &[("$filter", filter), ("$select", "id".to_string())],
         );
-        Ok(pager.next_page().await?.and_then(|page| page.first().map(|user| user.id)))
+        Ok(pager
+            .next_page()
+            .await?
+            .and_then(|page| page.first().map(|user| user.id)))
     }
 
     /// One `GET /v1.0/auditLogs/directoryAudits?$top=1` (for `check`): the number of records

@@ -166,7 +166,12 @@ impl Ledger {
         let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
         let mut out = String::new();
         let _ = writeln!(out, "user {}", self.object_id);
-        let _ = writeln!(out, "  ledger created {}, updated {}", time(&self.created_at), time(&self.updated_at));
+        let _ = writeln!(
+            out,
+            "  ledger created {}, updated {}",
+            time(&self.created_at),
+            time(&self.updated_at)
+        );
         if self.destinations.is_empty() {
             let _ = writeln!(out, "  no destination attempted yet");
         }
@@ -193,7 +198,13 @@ impl Ledger {
                 let _ = write!(out, ", {note}");
             }
             if let Some(error) = &entry.last_error {
-                let _ = write!(out, "\n              last error {} at {}: {}", error.code, time(&error.at), error.message);
+                let _ = write!(
+                    out,
+                    "\n              last error {} at {}: {}",
+                    error.code,
+                    time(&error.at),
+                    error.message
+                );
             }
             out.push('\n');
         }
@@ -279,7 +290,9 @@ impl Ledgers {
         let ids = self.store.list_ledgers().await.map_err(LedgerError::List)?;
         let mut failed = Vec::new();
         for id in ids {
-            let Ok(object_id) = ObjectId::try_from(id) else { continue };
+            let Ok(object_id) = ObjectId::try_from(id) else {
+                continue;
+            };
             if let Some(ledger) = self.read(object_id).await?
                 && ledger.has_failed()
             {
@@ -316,7 +329,13 @@ mod tests {
                 ..Entry::pending()
             },
         );
-        ledger.destinations.insert(Destination::Groups, Entry { state: State::Failed, ..Entry::pending() });
+        ledger.destinations.insert(
+            Destination::Groups,
+            Entry {
+                state: State::Failed,
+                ..Entry::pending()
+            },
+        );
         let json = serde_json::to_value(&ledger).unwrap();
         assert_eq!(json["destinations"]["stripe"]["state"], "done");
         assert_eq!(json["destinations"]["stripe"]["externalId"], "cus_123");

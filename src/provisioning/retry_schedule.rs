@@ -18,7 +18,8 @@ pub struct InvalidSchedule;
 
 impl Default for RetrySchedule {
     fn default() -> RetrySchedule {
-        RetrySchedule::parse(crate::settings::provisioning::DEFAULT_RETRY_SCHEDULE).expect("the default schedule parses")
+        RetrySchedule::parse(crate::settings::provisioning::DEFAULT_RETRY_SCHEDULE)
+            .expect("the default schedule parses")
     }
 }
 

@@ -751,10 +751,13 @@ mod tests {
         assert_eq!(remote.pool_size, DEFAULT_POOL_SIZE);
         assert!(!format!("{remote:?}").contains("hunter2"));
 
-        let verify = read(&[(SIGNUP_DATABASE_URL, "postgres://app:pw@db.example/app?sslmode=verify-full")])
-            .unwrap()
-            .postgres
-            .unwrap();
+        let verify = read(&[(
+            SIGNUP_DATABASE_URL,
+            "postgres://app:pw@db.example/app?sslmode=verify-full",
+        )])
+        .unwrap()
+        .postgres
+        .unwrap();
         assert_eq!(verify.config.get_ssl_mode(), SslMode::Require);
 
         let local = read(&[
@@ -773,7 +776,11 @@ mod tests {
             .unwrap();
         assert_eq!(keyword.config.get_ssl_mode(), SslMode::Require);
 
-        let error = read(&[(SIGNUP_DATABASE_URL, "postgres://app:hunter2@db.example/app?sslmode=sometimes")]).unwrap_err();
+        let error = read(&[(
+            SIGNUP_DATABASE_URL,
+            "postgres://app:hunter2@db.example/app?sslmode=sometimes",
+        )])
+        .unwrap_err();
         assert_eq!(names(&error), vec![SIGNUP_DATABASE_URL]);
         assert!(!error.to_string().contains("hunter2"));
         let error = read(&[

@@ -5,6 +5,7 @@
 pub mod destinations;
 pub mod graph;
 pub mod poll;
+pub mod provisioning;
 pub mod storage;
 
 use crate::attribute_submit::jwks::default_jwks_urls;
@@ -29,6 +30,8 @@ pub struct Settings {
     pub storage: storage::StorageSettings,
     pub poll: crate::poll_audit_logs::poller::PollSettings,
     pub destinations: destinations::DestinationSettings,
+    /// ProvisionUser's Graph destinations, retry schedule and `run`'s poll interval.
+    pub provisioning: provisioning::ProvisioningSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -294,6 +297,7 @@ impl Settings {
         let storage = storage::StorageSettings::from_reader(&mut reader);
         let poll = poll::from_reader(&mut reader);
         let destinations = destinations::DestinationSettings::from_reader(&mut reader);
+        let provisioning = provisioning::from_reader(&mut reader);
         reader.finish(Settings {
             port,
             attribute_submit: AttributeSubmitSettings {
@@ -304,6 +308,7 @@ impl Settings {
             storage,
             poll,
             destinations,
+            provisioning,
         })
     }
 }

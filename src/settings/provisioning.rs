@@ -119,13 +119,12 @@ impl ProvisioningSettings {
 }
 
 const RULES_EXPECTED: &str = "attribute:value=group-guid[,group-guid] rules separated by ';', e.g. universityGroups:Faculty=aaaabbbb-0000-cccc-1111-dddd2222eeee";
-const ATTRIBUTE_EXPECTED: &str = "a custom attribute's short name: letters, digits and underscores, e.g. stripeCustomerId";
+const ATTRIBUTE_EXPECTED: &str =
+    "a custom attribute's short name: letters, digits and underscores, e.g. stripeCustomerId";
 
 pub(crate) fn from_reader(reader: &mut Reader<'_>) -> ProvisioningSettings {
-    let extension_app_id = reader.parsed::<Uuid>(
-        PROVISION_EXTENSION_APP_ID,
-        "the b2c-extensions-app's client id, a GUID",
-    );
+    let extension_app_id =
+        reader.parsed::<Uuid>(PROVISION_EXTENSION_APP_ID, "the b2c-extensions-app's client id, a GUID");
     let extra_attributes: Vec<String> = reader
         .list(PROVISION_EXTRA_ATTRIBUTES)
         .into_iter()
@@ -149,7 +148,9 @@ pub(crate) fn from_reader(reader: &mut Reader<'_>) -> ProvisioningSettings {
 
     let display_name_template = reader.raw(DIRECTORY_DISPLAY_NAME_TEMPLATE).map(str::to_string);
     let upn_template = reader.raw(DIRECTORY_UPN_TEMPLATE).map(str::to_string);
-    let upn_domain = reader.raw(DIRECTORY_UPN_DOMAIN).map(|domain| domain.to_ascii_lowercase());
+    let upn_domain = reader
+        .raw(DIRECTORY_UPN_DOMAIN)
+        .map(|domain| domain.to_ascii_lowercase());
     if upn_template.is_some() && upn_domain.is_none() {
         reader.problem(
             DIRECTORY_UPN_DOMAIN,
@@ -180,7 +181,7 @@ pub(crate) fn from_reader(reader: &mut Reader<'_>) -> ProvisioningSettings {
             );
         }
     }
-    let directory = (display_name_template.is_some() || upn_template.is_some()).then(|| DirectorySettings {
+    let directory = (display_name_template.is_some() || upn_template.is_some()).then_some(DirectorySettings {
         display_name_template,
         upn_template,
         upn_domain,
@@ -190,7 +191,11 @@ pub(crate) fn from_reader(reader: &mut Reader<'_>) -> ProvisioningSettings {
     for item in reader.list(GROUPS_STATIC) {
         match Uuid::parse_str(item) {
             Ok(group) => static_groups.push(group),
-            Err(_) => reader.problem(GROUPS_STATIC, "holds an entry that is not a GUID", "comma-separated group object ids"),
+            Err(_) => reader.problem(
+                GROUPS_STATIC,
+                "holds an entry that is not a GUID",
+                "comma-separated group object ids",
+            ),
         }
     }
     let rules = match reader.raw(GROUPS_RULES) {
@@ -205,7 +210,11 @@ pub(crate) fn from_reader(reader: &mut Reader<'_>) -> ProvisioningSettings {
     let stripe_customer_id_attribute = reader.raw(STRIPE_CUSTOMER_ID_ATTRIBUTE).map(str::to_string);
     if let Some(name) = &stripe_customer_id_attribute {
         if !is_attribute_name(name) {
-            reader.problem(STRIPE_CUSTOMER_ID_ATTRIBUTE, "is not an attribute name", ATTRIBUTE_EXPECTED);
+            reader.problem(
+                STRIPE_CUSTOMER_ID_ATTRIBUTE,
+                "is not an attribute name",
+                ATTRIBUTE_EXPECTED,
+            );
         }
         if extension_app_id.is_none() {
             reader.problem(
@@ -242,20 +251,24 @@ fn is_attribute_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a group rule list; expected {RULES_EXPECTED}")]
+pub struct InvalidRules;
+
 /// `attribute:value=group[,group];...`
-pub fn parse_rules(text: &str) -> Result<Vec<GroupRule>, ()> {
+pub fn parse_rules(text: &str) -> Result<Vec<GroupRule>, InvalidRules> {
     let mut rules = Vec::new();
     for rule in text.split(';').map(str::trim).filter(|rule| !rule.is_empty()) {
-        let (condition, groups) = rule.rsplit_once('=').ok_or(())?;
-        let (attribute, value) = condition.split_once(':').ok_or(())?;
+        let (condition, groups) = rule.rsplit_once('=').ok_or(InvalidRules)?;
+        let (attribute, value) = condition.split_once(':').ok_or(InvalidRules)?;
         let (attribute, value) = (attribute.trim(), value.trim());
         if !is_attribute_name(attribute) || value.is_empty() {
-            return Err(());
+            return Err(InvalidRules);
         }
         let groups = groups
             .split(',')
-            .map(|group| Uuid::parse_str(group.trim()).map_err(|_| ()))
-            .collect::<Result<Vec<_>, ()>>()?;
+            .map(|group| Uuid::parse_str(group.trim()).map_err(|_| InvalidRules))
+            .collect::<Result<Vec<_>, InvalidRules>>()?;
         rules.push(GroupRule {
             attribute: attribute.to_string(),
             value: value.to_string(),
@@ -293,7 +306,10 @@ mod tests {
         let settings = read(&[
             (PROVISION_EXTENSION_APP_ID, "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"),
             (GROUPS_STATIC, GROUP),
-            (GROUPS_RULES, &format!("universityGroups:Faculty={GROUP}; plan : gold = {GROUP},{GROUP}")),
+            (
+                GROUPS_RULES,
+                &format!("universityGroups:Faculty={GROUP}; plan : gold = {GROUP},{GROUP}"),
+            ),
             (DIRECTORY_UPN_TEMPLATE, "{givenName}.{surname}"),
             (DIRECTORY_UPN_DOMAIN, "Contoso.onmicrosoft.com"),
             (STRIPE_CUSTOMER_ID_ATTRIBUTE, "stripeCustomerId"),

@@ -4,6 +4,7 @@
 pub mod app_certs;
 pub mod extension;
 pub mod fake_entra;
+pub mod fake_entra_admin;
 pub mod fake_graph;
 pub mod fake_identity;
 pub mod fake_key_vault;
