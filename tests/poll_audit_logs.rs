@@ -167,6 +167,49 @@ async fn pages_through_everything_once(fixture: Fixture) {
 }
 on_both_stores!(pages_through_everything_once);
 
+async fn a_backlog_of_many_pages_keeps_to_five_requests_per_ten_seconds(fixture: Fixture) {
+    // 7 pages: the 6th and 7th must wait for the first requests to leave the 10 s window.
+    let records: Vec<Value> = (0..65)
+        .map(|n| audit_record(&user(n), minutes_ago(70), "success"))
+        .collect();
+    fixture.fakes.graph.set_audit_log(records);
+    let summary = fixture
+        .poller(settings(SourceKind::AuditLog))
+        .poll_once(&PollOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((summary.pages, summary.new_users.len()), (7, 65), "{}", summary.line());
+    let starts: Vec<_> = fixture
+        .fakes
+        .graph
+        .requests()
+        .iter()
+        .map(|request| request.at)
+        .collect();
+    assert_eq!(starts.len(), 7);
+    for (index, start) in starts.iter().enumerate() {
+        let in_window = starts[index..]
+            .iter()
+            .filter(|later| later.duration_since(*start) < Duration::from_secs(10))
+            .count();
+        assert!(in_window <= 5, "{in_window} audit requests within 10 s");
+    }
+    assert_eq!(users_of(&fixture.drain().await).len(), 65);
+}
+
+mod paced {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backlog_of_many_pages_keeps_to_five_requests_per_ten_seconds() {
+        let (store, dir) = super::support::stores::embedded().await;
+        let fixture = super::Fixture {
+            fakes: super::GraphFakes::start(),
+            store,
+            _dir: Some(dir),
+        };
+        super::a_backlog_of_many_pages_keeps_to_five_requests_per_ten_seconds(fixture).await;
+    }
+}
+
 async fn a_late_record_inside_the_overlap_is_found_exactly_once(fixture: Fixture) {
     fixture
         .fakes

@@ -3,18 +3,43 @@
 //! The audit log API allows 5 requests per 10 s per app and tenant. Pacing requests
 //! ourselves keeps a backlog of many pages from running into 429s at all (each 429 costs a
 //! `Retry-After` wait and counts against the app).
+//!
+//! A request is counted from when it *finished*: Graph counts arrivals, and a request
+//! arrives somewhere between its start and its end, so spacing the next start a full period
+//! after an earlier request's end keeps any window of arrivals within the limit, whatever the
+//! latency (the first request, for one, also waits for a token).
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::time::Duration;
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-/// At most `limit` requests in any `period` (a sliding log of the last `limit` starts).
+/// At most `limit` requests in any `period`.
 #[derive(Debug)]
 pub struct RequestPacer {
     limit: usize,
     period: Duration,
-    recent: Mutex<VecDeque<Instant>>,
+    finished: Mutex<VecDeque<Instant>>,
+}
+
+/// A paced request in flight: counted when dropped (the request finished).
+#[derive(Debug)]
+pub struct PacedRequest<'a> {
+    pacer: &'a RequestPacer,
+}
+
+impl Drop for PacedRequest<'_> {
+    fn drop(&mut self) {
+        let mut finished = self
+            .pacer
+            .finished
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        finished.push_back(Instant::now());
+        while finished.len() > self.pacer.limit {
+            finished.pop_front();
+        }
+    }
 }
 
 impl RequestPacer {
@@ -22,7 +47,7 @@ impl RequestPacer {
         RequestPacer {
             limit: limit.max(1),
             period,
-            recent: Mutex::new(VecDeque::new()),
+            finished: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -31,17 +56,17 @@ impl RequestPacer {
         RequestPacer::new(5, Duration::from_secs(10))
     }
 
-    /// Waits until one more request fits the limit, and counts it.
-    pub async fn acquire(&self) {
-        let mut recent = self.recent.lock().await;
-        if recent.len() >= self.limit {
-            let oldest = recent[recent.len() - self.limit];
-            tokio::time::sleep_until(oldest + self.period).await;
+    /// Waits until one more request fits the limit; hold the result while the request runs.
+    /// Meant for one request at a time (a poll's pages are sequential).
+    pub async fn acquire(&self) -> PacedRequest<'_> {
+        let ready_at = {
+            let finished = self.finished.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            (finished.len() >= self.limit).then(|| finished[finished.len() - self.limit] + self.period)
+        };
+        if let Some(ready_at) = ready_at {
+            tokio::time::sleep_until(ready_at).await;
         }
-        recent.push_back(Instant::now());
-        while recent.len() > self.limit {
-            recent.pop_front();
-        }
+        PacedRequest { pacer: self }
     }
 }
 
@@ -50,26 +75,25 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn no_more_than_the_limit_starts_in_any_period() {
+    async fn no_more_than_the_limit_in_any_period_whatever_the_latency() {
         let pacer = RequestPacer::directory_audits();
         let origin = Instant::now();
-        let mut starts = Vec::new();
+        let latency = Duration::from_millis(700);
+        let mut spans = Vec::new();
         for _ in 0..12 {
-            pacer.acquire().await;
-            starts.push(Instant::now() - origin);
+            let request = pacer.acquire().await;
+            let started = Instant::now() - origin;
+            tokio::time::sleep(latency).await;
+            drop(request);
+            spans.push((started, Instant::now() - origin));
         }
-        // In any window of 10 s, at most 5 starts.
-        for (index, start) in starts.iter().enumerate() {
-            let in_window = starts[index..]
-                .iter()
-                .filter(|later| **later < *start + Duration::from_secs(10))
-                .count();
-            assert!(
-                in_window <= 5,
-                "{in_window} starts within 10 s of {start:?}: {starts:?}"
-            );
+        // Whenever within its span a request arrives, no 10 s window holds more than 5.
+        for (index, (_, first_end)) in spans.iter().enumerate() {
+            if let Some((sixth_start, _)) = spans.get(index + 5) {
+                assert!(*sixth_start >= *first_end + Duration::from_secs(10), "{spans:?}");
+            }
         }
-        // And no slower than needed: 12 requests take two full periods.
-        assert_eq!(*starts.last().unwrap(), Duration::from_secs(20));
+        // And no slower than needed: the 6th starts one period after the 1st ended.
+        assert_eq!(spans[5].0, spans[0].1 + Duration::from_secs(10), "{spans:?}");
     }
 }

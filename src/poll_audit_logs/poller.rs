@@ -235,10 +235,15 @@ impl Poller {
         let mut new_users = Vec::new();
         let mut window_finished = true;
         loop {
-            if source.has_next() {
-                self.pacer.acquire().await;
-            }
-            let Some((read, found)) = source.next_page().await? else {
+            // Counted against the audit API's limit from when the page has arrived.
+            let paced = if source.has_next() {
+                Some(self.pacer.acquire().await)
+            } else {
+                None
+            };
+            let page = source.next_page().await;
+            drop(paced);
+            let Some((read, found)) = page? else {
                 break;
             };
             records_read += read;

@@ -23,6 +23,8 @@ pub struct GraphRequest {
     pub had_authorization_header: bool,
     pub client_request_id: Option<String>,
     pub body: Value,
+    /// When the request arrived (for pacing checks).
+    pub at: std::time::Instant,
 }
 
 pub struct FakeGraph {
@@ -154,6 +156,7 @@ fn handle(state: &mut State, request: &Request) -> Response {
         had_authorization_header: request.header("authorization").is_some(),
         client_request_id: request.header("client-request-id").map(str::to_string),
         body: request.json(),
+        at: std::time::Instant::now(),
     });
     let request_id = uuid::Uuid::new_v4().to_string();
     if !authorized {
