@@ -291,7 +291,10 @@ pub async fn run(
             tasks.push(tokio::spawn(provisioning::worker::run(
                 handler.provision.clone(),
                 store.clone(),
-                provisioning::worker::WorkerSettings::default(),
+                provisioning::worker::WorkerSettings {
+                    concurrency: settings.provisioning.run_concurrency,
+                    ..Default::default()
+                },
                 until_stopped(stopped.clone()),
             )));
         }

@@ -69,6 +69,10 @@ const NOT_IN_BICEP: &[(&str, &str)] = &[
         "`signup-bridge run` only (the timer's schedule under Functions)",
     ),
     (
+        "RUN_PROVISION_CONCURRENCY",
+        "`signup-bridge run` only (host.json `batchSize` under Functions)",
+    ),
+    (
         "SETUP_FUNCTION_URL",
         "`signup-bridge setup`, run by an operator, not by the app",
     ),

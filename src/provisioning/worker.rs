@@ -1,28 +1,37 @@
 //! The queue worker of `signup-bridge run`: ProvisionUser outside Functions, with the host's
-//! queue-trigger semantics (see host.json `extensions.queues`): receive a batch with a
-//! visibility lease, run the messages side by side, delete each one handled, leave a failed
-//! one to reappear after [`WorkerSettings::retry_after_failure`], and move a message that
-//! failed [`WorkerSettings::max_dequeue_count`] times to `signup-provision-poison`.
+//! queue-trigger semantics (see host.json `extensions.queues`): up to
+//! [`WorkerSettings::concurrency`] messages side by side, each received with a visibility
+//! lease that is renewed while it is handled, deleted when handled, left to reappear after
+//! [`WorkerSettings::retry_after_failure`] when it failed, and moved to
+//! `signup-provision-poison` after failing [`WorkerSettings::max_dequeue_count`] times.
+//!
+//! Slots are refilled as they free up (not batch by batch), so one slow user does not hold
+//! up the others. A worker that dies holding messages loses nothing: its lease runs out
+//! and the messages reappear, at most [`WorkerSettings::lease`] later.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::functions_host::InvocationLog;
 use crate::handover::ProvisionMessage;
-use crate::store::{PROVISION_QUEUE, QueueName, ReceivedMessage, Store};
+use crate::store::{MAX_RECEIVE, PROVISION_QUEUE, QueueName, ReceivedMessage, Store, StoreError};
 
 use super::function::{FUNCTION_NAME, Handled, ProvisionUser};
 
 /// Where the host (and this worker) moves messages that kept failing.
 pub const POISON_QUEUE: QueueName = QueueName::from_static("signup-provision-poison");
 
-/// The same values as host.json `extensions.queues`.
+/// The same values as host.json `extensions.queues`, plus the lease the host manages itself.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    pub batch_size: u32,
+    /// Messages handled at once (host.json `batchSize`); `RUN_PROVISION_CONCURRENCY`.
+    pub concurrency: usize,
     pub max_dequeue_count: u32,
-    /// How long a received message stays hidden while it is processed (the host uses the
-    /// function timeout); longer than any run, so no one else takes it meanwhile.
+    /// How long a received message stays hidden; renewed every third of it while the
+    /// message is handled, so it is also how soon a dead worker's messages reappear.
     pub lease: Duration,
     /// host.json `visibilityTimeout`: a failed message reappears after this.
     pub retry_after_failure: Duration,
@@ -33,16 +42,17 @@ pub struct WorkerSettings {
 impl Default for WorkerSettings {
     fn default() -> WorkerSettings {
         WorkerSettings {
-            batch_size: 8,
+            concurrency: 8,
             max_dequeue_count: 5,
-            lease: Duration::from_secs(6 * 60),
+            lease: Duration::from_secs(30),
             retry_after_failure: Duration::from_secs(30),
             max_idle_wait: Duration::from_secs(5),
         }
     }
 }
 
-/// Runs until `shutdown` resolves; an unreachable store is retried, never fatal.
+/// Runs until `shutdown` resolves, then lets the messages in hand finish; an unreachable
+/// store is retried, never fatal.
 pub async fn run(
     function: Arc<ProvisionUser>,
     store: Arc<dyn Store>,
@@ -50,14 +60,25 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let queue = PROVISION_QUEUE;
+    let settings = Arc::new(settings);
+    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    // Receive when a quarter of the slots are free: fewer, fuller receives.
+    let refill_at = u32::try_from((settings.concurrency / 4).max(1)).unwrap_or(1);
+    let mut running = JoinSet::new();
     let mut idle = Duration::from_millis(200);
     loop {
-        let received = tokio::select! {
-            _ = &mut shutdown => return,
-            received = store.receive(&queue, settings.batch_size, settings.lease) => received,
+        let mut free = tokio::select! {
+            _ = &mut shutdown => break,
+            free = slots.clone().acquire_many_owned(refill_at) => free.expect("the semaphore is never closed"),
         };
-        let batch = match received {
+        if let Ok(more) = slots.clone().try_acquire_many_owned(slots.available_permits() as u32) {
+            free.merge(more);
+        }
+        while running.try_join_next().is_some() {}
+        let wanted = u32::try_from(free.num_permits())
+            .unwrap_or(MAX_RECEIVE)
+            .min(MAX_RECEIVE);
+        let batch = match store.receive(&PROVISION_QUEUE, wanted, settings.lease).await {
             Ok(batch) => batch,
             Err(error) => {
                 log::warn!("{FUNCTION_NAME} worker: receiving from {PROVISION_QUEUE} failed ({error}); retrying");
@@ -65,19 +86,26 @@ pub async fn run(
             }
         };
         if batch.is_empty() {
+            drop(free);
             tokio::select! {
-                _ = &mut shutdown => return,
+                _ = &mut shutdown => break,
                 _ = tokio::time::sleep(idle) => {}
             }
             idle = (idle * 2).min(settings.max_idle_wait);
             continue;
         }
         idle = Duration::from_millis(200);
-        let work = batch
-            .into_iter()
-            .map(|message| process_one(&function, store.as_ref(), &settings, message));
-        futures_util::future::join_all(work).await;
+        for message in batch {
+            let slot = free.split(1).expect("one slot per received message");
+            let (function, store, settings) = (function.clone(), store.clone(), settings.clone());
+            running.spawn(async move {
+                process_one(&function, store.as_ref(), &settings, message).await;
+                drop(slot);
+            });
+        }
     }
+    // A user in progress finishes; the ledger covers one cut off by a kill.
+    while running.join_next().await.is_some() {}
 }
 
 /// One message, as the host would handle it.
@@ -100,9 +128,13 @@ pub async fn process_one(
         )
     });
     let mut log = InvocationLog::new(FUNCTION_NAME);
-    let handled = function
-        .handle(decoded, u64::from(message.dequeue_count), &mut log)
-        .await;
+    let dequeue_count = u64::from(message.dequeue_count);
+    let current = Mutex::new(message);
+    let handled = tokio::select! {
+        handled = function.handle(decoded, dequeue_count, &mut log) => handled,
+        never = keep_leased(store, &current, settings.lease) => match never {},
+    };
+    let message = current.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
     match handled {
         Handled::Finished => {
             if let Err(error) = store.delete(&PROVISION_QUEUE, &message).await {
@@ -127,6 +159,29 @@ pub async fn process_one(
         }
     }
     handled
+}
+
+/// Renews the message's lease every third of it, keeping its newest pop receipt in
+/// `current`; stops renewing (but never returns) once the claim is lost.
+async fn keep_leased(store: &dyn Store, current: &Mutex<ReceivedMessage>, lease: Duration) -> std::convert::Infallible {
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        let message = current.lock().expect("never held across an await").clone();
+        match store.set_visibility(&PROVISION_QUEUE, &message, lease).await {
+            Ok(renewed) => *current.lock().expect("never held across an await") = renewed,
+            Err(StoreError::NotFound(_)) => {
+                log::warn!(
+                    "{FUNCTION_NAME} worker: the lease on message {} was lost; another delivery may run it too (the ledger keeps that harmless)",
+                    message.id
+                );
+                return std::future::pending().await;
+            }
+            Err(error) => log::warn!(
+                "{FUNCTION_NAME} worker: renewing the lease on message {} failed ({error}); trying again",
+                message.id
+            ),
+        }
+    }
 }
 
 async fn poison(store: &dyn Store, message: &ReceivedMessage) {

@@ -14,6 +14,7 @@
 //! | `GROUPS_RULES` | | `attribute:value=group[,group]` rules separated by `;`: a user whose attribute equals (or, for a list or comma-delimited text, contains) the value joins the groups. |
 //! | `STRIPE_CUSTOMER_ID_ATTRIBUTE` | | Short name of the custom attribute the Stripe customer id is written back to. Needs `PROVISION_EXTENSION_APP_ID`. |
 //! | `RUN_POLL_INTERVAL_SECONDS` | `300` | `signup-bridge run` only: seconds between polls (the timer's schedule under Functions). |
+//! | `RUN_PROVISION_CONCURRENCY` | `8` | `signup-bridge run` only: users provisioned at once (host.json `batchSize` under Functions), 1-64. |
 //!
 //! Template placeholders are Graph property names (`givenName`, `surname`, `displayName`,
 //! `mail`, `id`, `createdDateTime`) or custom attribute short names.
@@ -35,9 +36,10 @@ pub const GROUPS_STATIC: &str = "GROUPS_STATIC";
 pub const GROUPS_RULES: &str = "GROUPS_RULES";
 pub const STRIPE_CUSTOMER_ID_ATTRIBUTE: &str = "STRIPE_CUSTOMER_ID_ATTRIBUTE";
 pub const RUN_POLL_INTERVAL_SECONDS: &str = "RUN_POLL_INTERVAL_SECONDS";
+pub const RUN_PROVISION_CONCURRENCY: &str = "RUN_PROVISION_CONCURRENCY";
 
 /// Every setting this module reads, for reports.
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     PROVISION_EXTENSION_APP_ID,
     PROVISION_EXTRA_ATTRIBUTES,
     PROVISION_RETRY_SCHEDULE,
@@ -48,10 +50,12 @@ pub const ALL: [&str; 10] = [
     GROUPS_RULES,
     STRIPE_CUSTOMER_ID_ATTRIBUTE,
     RUN_POLL_INTERVAL_SECONDS,
+    RUN_PROVISION_CONCURRENCY,
 ];
 
 pub const DEFAULT_RETRY_SCHEDULE: &str = "1m,5m,30m,2h,6h,12h,24h";
 pub const DEFAULT_RUN_POLL_INTERVAL: Duration = Duration::from_secs(300);
+pub const DEFAULT_RUN_PROVISION_CONCURRENCY: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct ProvisioningSettings {
@@ -67,6 +71,8 @@ pub struct ProvisioningSettings {
     /// Short name of the attribute the Stripe customer id is written back to.
     pub stripe_customer_id_attribute: Option<String>,
     pub run_poll_interval: Duration,
+    /// Users `run`'s queue worker provisions at once.
+    pub run_concurrency: usize,
 }
 
 impl Default for ProvisioningSettings {
@@ -79,6 +85,7 @@ impl Default for ProvisioningSettings {
             groups: None,
             stripe_customer_id_attribute: None,
             run_poll_interval: DEFAULT_RUN_POLL_INTERVAL,
+            run_concurrency: DEFAULT_RUN_PROVISION_CONCURRENCY,
         }
     }
 }
@@ -236,6 +243,14 @@ pub(crate) fn from_reader(reader: &mut Reader<'_>) -> ProvisioningSettings {
         );
     }
 
+    const CONCURRENCY_EXPECTED: &str = "a whole number from 1 to 64";
+    let run_concurrency = reader
+        .parsed::<usize>(RUN_PROVISION_CONCURRENCY, CONCURRENCY_EXPECTED)
+        .unwrap_or(DEFAULT_RUN_PROVISION_CONCURRENCY);
+    if !(1..=64).contains(&run_concurrency) {
+        reader.problem(RUN_PROVISION_CONCURRENCY, "is out of range", CONCURRENCY_EXPECTED);
+    }
+
     ProvisioningSettings {
         extension_app_id,
         extra_attributes,
@@ -244,6 +259,7 @@ pub(crate) fn from_reader(reader: &mut Reader<'_>) -> ProvisioningSettings {
         groups,
         stripe_customer_id_attribute,
         run_poll_interval: Duration::from_secs(interval.max(10)),
+        run_concurrency: run_concurrency.clamp(1, 64),
     }
 }
 
@@ -338,6 +354,7 @@ mod tests {
             (STRIPE_CUSTOMER_ID_ATTRIBUTE, "stripeCustomerId"),
             (PROVISION_RETRY_SCHEDULE, "soon"),
             (RUN_POLL_INTERVAL_SECONDS, "1"),
+            (RUN_PROVISION_CONCURRENCY, "0"),
         ])
         .unwrap_err();
         let names: Vec<_> = error.problems.iter().map(|p| p.setting).collect();
@@ -348,6 +365,7 @@ mod tests {
             GROUPS_RULES,
             PROVISION_EXTENSION_APP_ID,
             RUN_POLL_INTERVAL_SECONDS,
+            RUN_PROVISION_CONCURRENCY,
         ] {
             assert!(names.contains(&expected), "{expected} not in {names:?}");
         }

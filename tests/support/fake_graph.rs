@@ -46,6 +46,21 @@ struct State {
     audit_log: Option<Vec<Value>>,
     /// Responses injected once this many more requests have been served.
     inject_after: Option<(usize, VecDeque<Response>)>,
+    /// The audit API's throttle, when enforced.
+    audit_throttle: Option<AuditThrottle>,
+    /// Random failures: the chance per request, and the seeded generator.
+    random_failures: Option<(f64, fastrand::Rng)>,
+    random_failures_answered: usize,
+}
+
+/// Graph's limit on the audit API: at most `limit` requests in any `window`; one more is
+/// answered 429 with `Retry-After` (whole seconds until a slot frees). Only answered
+/// requests take a slot.
+struct AuditThrottle {
+    limit: usize,
+    window: std::time::Duration,
+    answered: VecDeque<std::time::Instant>,
+    throttled: usize,
 }
 
 impl FakeGraph {
@@ -61,6 +76,9 @@ impl FakeGraph {
             members: HashMap::new(),
             audit_log: None,
             inject_after: None,
+            audit_throttle: None,
+            random_failures: None,
+            random_failures_answered: 0,
         }));
         let handler_state = state.clone();
         let server = FakeServer::start(
@@ -103,6 +121,54 @@ impl FakeGraph {
             .audit_log
             .get_or_insert_with(Vec::new)
             .push(record);
+    }
+
+    /// Enforces the audit API's throttle: `limit` requests per `window` (Graph: 5 per 10 s).
+    pub fn throttle_audits(&self, limit: usize, window: std::time::Duration) {
+        self.state.lock().unwrap().audit_throttle = Some(AuditThrottle {
+            limit,
+            window,
+            answered: VecDeque::new(),
+            throttled: 0,
+        });
+    }
+
+    /// How many audit requests the throttle answered with 429.
+    pub fn audits_throttled(&self) -> usize {
+        let state = self.state.lock().unwrap();
+        state.audit_throttle.as_ref().map_or(0, |throttle| throttle.throttled)
+    }
+
+    /// Answers this share of authorized requests (0 to 1) with 429 (`Retry-After: 1`), 500
+    /// or 503 instead of handling them, chosen from `seed`; 0 turns it off.
+    pub fn fail_at_random(&self, rate: f64, seed: u64) {
+        self.state.lock().unwrap().random_failures = (rate > 0.0).then(|| (rate, fastrand::Rng::with_seed(seed)));
+    }
+
+    /// How many requests [`FakeGraph::fail_at_random`] failed.
+    pub fn random_failures(&self) -> usize {
+        self.state.lock().unwrap().random_failures_answered
+    }
+
+    /// Builds links (`@odata.nextLink`, `directoryObjects` references) on this origin: for a
+    /// proxy in front of the fake.
+    pub fn set_public_url(&self, url: &Url) {
+        self.state.lock().unwrap().base = url.as_str().trim_end_matches('/').to_string();
+    }
+
+    /// The newest `activityDateTime` in the audit log.
+    pub fn newest_audit_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let state = self.state.lock().unwrap();
+        state
+            .audit_log
+            .as_ref()?
+            .iter()
+            .map(|record| record_time(record, "activityDateTime"))
+            .max()
+    }
+
+    pub fn user(&self, id: &str) -> Option<Value> {
+        self.state.lock().unwrap().users.get(id).cloned()
     }
 
     pub fn add_user(&self, user: Value) {
@@ -177,7 +243,43 @@ fn handle(state: &mut State, request: &Request) -> Response {
     if let Some(response) = state.injected.pop_front() {
         return response;
     }
+    if let Some((rate, rng)) = state.random_failures.as_mut()
+        && rng.f64() < *rate
+    {
+        let answer = match rng.u8(0..3) {
+            0 => graph_error(429, "TooManyRequests", "Too many requests.", &request_id).with_header("Retry-After", "1"),
+            1 => graph_error(500, "generalException", "An internal error occurred.", &request_id),
+            _ => graph_error(
+                503,
+                "serviceNotAvailable",
+                "The service is temporarily unavailable.",
+                &request_id,
+            ),
+        };
+        state.random_failures_answered += 1;
+        return answer;
+    }
     let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    if segments == ["v1.0", "auditLogs", "directoryAudits"]
+        && let Some(throttle) = state.audit_throttle.as_mut()
+    {
+        let now = std::time::Instant::now();
+        while throttle
+            .answered
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= throttle.window)
+        {
+            throttle.answered.pop_front();
+        }
+        if throttle.answered.len() >= throttle.limit {
+            throttle.throttled += 1;
+            let frees_in = throttle.window - now.duration_since(throttle.answered[0]);
+            let retry_after = frees_in.as_secs() + u64::from(frees_in.subsec_nanos() > 0);
+            return graph_error(429, "TooManyRequests", "Too many requests.", &request_id)
+                .with_header("Retry-After", &retry_after.to_string());
+        }
+        throttle.answered.push_back(now);
+    }
     let response = match (request.method.as_str(), segments.as_slice()) {
         ("GET", ["v1.0", "auditLogs", "directoryAudits"]) if state.audit_log.is_some() => {
             let params = request.query_params();

@@ -53,6 +53,8 @@ struct State {
     in_flight: usize,
     max_in_flight: usize,
     delay: Duration,
+    /// When set, each answer waits a random time in this range instead of `delay`.
+    latency: Option<(Duration, Duration)>,
     injected: VecDeque<Injected>,
 }
 
@@ -126,6 +128,11 @@ impl FakeMailchimp {
         self.state.lock().unwrap().delay = delay;
     }
 
+    /// Every answer waits a random time between `min` and `max`.
+    pub fn set_latency(&self, min: Duration, max: Duration) {
+        self.state.lock().unwrap().latency = Some((min, max));
+    }
+
     /// The next request gets this answer instead (after auth and routing checks).
     pub fn fail_next(&self, status: u16, title: &str, detail: &str, retry_after: Option<&str>) {
         self.state.lock().unwrap().injected.push_back(Injected {
@@ -166,7 +173,13 @@ async fn handle(
         let mut state = state.lock().unwrap();
         state.in_flight += 1;
         state.max_in_flight = state.max_in_flight.max(state.in_flight);
-        state.delay
+        match state.latency {
+            Some((min, max)) => {
+                let spread = max.saturating_sub(min).as_micros() as u64;
+                min + Duration::from_micros(fastrand::u64(0..=spread))
+            }
+            None => state.delay,
+        }
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;

@@ -97,6 +97,11 @@ impl FakeSalesforce {
         }
     }
 
+    /// Tokens name this `instance_url` instead: for a proxy in front of the fake.
+    pub fn set_public_url(&self, url: &Url) {
+        self.state.lock().unwrap().instance_url = url.as_str().trim_end_matches('/').to_string();
+    }
+
     /// The My Domain URL (what `SALESFORCE_LOGIN_URL` takes).
     pub fn url(&self) -> Url {
         self.url.clone()

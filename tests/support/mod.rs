@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod app_certs;
+pub mod chaos_proxy;
 pub mod extension;
 pub mod fake_entra;
 pub mod fake_entra_admin;
@@ -18,3 +19,4 @@ pub mod jwks_server;
 pub mod stores;
 pub mod tls;
 pub mod tokens;
+pub mod world;
