@@ -251,7 +251,7 @@ async fn chaos_bounded_200_users_20_kills() {
         kills: 20,
         waves: 10,
         fault_rate: 0.05,
-        settle: Duration::from_secs(120),
+        settle: Duration::from_secs(240),
     })
     .await;
 }

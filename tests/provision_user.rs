@@ -54,6 +54,7 @@ struct Sent {
 struct RecordingStore {
     inner: Arc<dyn Store>,
     sent: Mutex<Vec<Sent>>,
+    ledger_reads: std::sync::atomic::AtomicUsize,
 }
 
 impl RecordingStore {
@@ -80,6 +81,7 @@ impl Store for RecordingStore {
         self.inner.write_checkpoint(name, value, expected).await
     }
     async fn read_ledger(&self, object_id: Uuid) -> Result<Option<Versioned>, StoreError> {
+        self.ledger_reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.read_ledger(object_id).await
     }
     async fn write_ledger(
@@ -275,6 +277,7 @@ impl Fixture {
         let store = Arc::new(RecordingStore {
             inner,
             sent: Mutex::new(Vec::new()),
+            ledger_reads: Default::default(),
         });
         let graph = fakes.graph_client(fakes.credential());
         let pipeline = Pipeline::new(graph, store.clone(), &settings.provisioning, &settings.destinations).unwrap();
@@ -721,4 +724,61 @@ async fn the_run_worker_moves_a_failing_message_to_the_poison_queue() {
     let poisoned = store.receive(&POISON_QUEUE, 32, Duration::from_secs(60)).await.unwrap();
     assert_eq!(poisoned.len(), 1);
     assert_eq!(poisoned[0].text, text, "kept as it was, for an operator");
+}
+
+/// Two processes updating one ledger: each writes against the version it last saw (no read
+/// before every write); a stale version conflicts, is re-read, and no change is lost.
+#[tokio::test]
+async fn ledger_updates_from_two_processes_merge_and_a_stale_version_is_reread() {
+    use signup_bridge::provisioning::ledger::{Entry, Ledgers};
+
+    for backend in [Backend::Embedded, Backend::Azure] {
+        let Some((inner, _dir)) = store(backend).await else {
+            continue;
+        };
+        let store = Arc::new(RecordingStore {
+            inner,
+            sent: Mutex::new(Vec::new()),
+            ledger_reads: Default::default(),
+        });
+        let reads = || store.ledger_reads.load(std::sync::atomic::Ordering::SeqCst);
+        let id = ObjectId::parse(&Uuid::new_v4().to_string()).unwrap();
+        let (first, second) = (Ledgers::new(store.clone()), Ledgers::new(store.clone()));
+        let mark = |destination: Destination, state: State| {
+            move |ledger: &mut Ledger| {
+                ledger.destinations.insert(
+                    destination,
+                    Entry {
+                        state,
+                        ..Entry::pending()
+                    },
+                );
+            }
+        };
+        first.update(id, mark(Destination::Groups, State::Done)).await.unwrap();
+        // The other process moves the ledger on; the first one's known version is now stale.
+        second.update(id, mark(Destination::Stripe, State::Done)).await.unwrap();
+        let written = first
+            .update(id, mark(Destination::Mailchimp, State::Skipped))
+            .await
+            .unwrap();
+        for (destination, state) in [
+            (Destination::Groups, State::Done),
+            (Destination::Stripe, State::Done),
+            (Destination::Mailchimp, State::Skipped),
+        ] {
+            assert_eq!(written.state(destination), state, "{backend:?}: {destination:?}");
+        }
+        let stored = first.read(id).await.unwrap().unwrap();
+        assert_eq!(stored, written, "{backend:?}: what was returned is what is stored");
+        // The first process's next write, against the version it just saw, needs no read.
+        let before = reads();
+        let again = first
+            .update(id, mark(Destination::Salesforce, State::Done))
+            .await
+            .unwrap();
+        assert_eq!(reads(), before, "{backend:?}: one write, no read");
+        assert_eq!(again.state(Destination::Stripe), State::Done);
+        assert_eq!(again.state(Destination::Salesforce), State::Done);
+    }
 }

@@ -20,21 +20,25 @@
 //!
 //! Error messages are the destinations' own, already free of personal data and secrets.
 //! Writes are read-modify-write with the store's optimistic concurrency: each change is
-//! applied to the freshly read ledger, so two deliveries of the same user at once merge
-//! per destination instead of overwriting each other.
+//! applied to the ledger at its current version, so two deliveries of the same user at once
+//! merge per destination instead of overwriting each other. The version this process read
+//! or wrote last is remembered, so a run's successive updates are one write each; a write
+//! against a version someone else moved on conflicts, and only then is the ledger re-read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::destinations::{Destination, ObjectId};
-use crate::store::{ExpectedVersion, Store, StoreError};
+use crate::store::{ExpectedVersion, Store, StoreError, Versioned};
 
 /// How often a conflicting write is re-read and re-applied before giving up.
 const WRITE_ATTEMPTS: u32 = 5;
+/// Ledgers remembered at their last known version; beyond this the memory starts afresh.
+const KNOWN_VERSIONS: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -238,20 +242,58 @@ impl LedgerError {
 #[derive(Clone)]
 pub struct Ledgers {
     store: Arc<dyn Store>,
+    /// The document each ledger had when this process last read or wrote it.
+    known: Arc<Mutex<HashMap<ObjectId, Versioned>>>,
 }
 
 impl Ledgers {
     pub fn new(store: Arc<dyn Store>) -> Ledgers {
-        Ledgers { store }
+        Ledgers {
+            store,
+            known: Arc::default(),
+        }
     }
 
+    /// The ledger as the store has it now.
     pub async fn read(&self, object_id: ObjectId) -> Result<Option<Ledger>, LedgerError> {
+        let read = self.read_document(object_id).await?;
+        read.map(|document| decode(object_id, &document.value)).transpose()
+    }
+
+    async fn read_document(&self, object_id: ObjectId) -> Result<Option<Versioned>, LedgerError> {
         let read = self
             .store
             .read_ledger(object_id.as_uuid())
             .await
             .map_err(|source| LedgerError::Store { object_id, source })?;
-        read.map(|document| decode(object_id, &document.value)).transpose()
+        match &read {
+            Some(document) => self.remember(object_id, document.clone()),
+            None => self.forget(object_id),
+        }
+        Ok(read)
+    }
+
+    fn remember(&self, object_id: ObjectId, document: Versioned) {
+        let mut known = self.known.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if known.len() >= KNOWN_VERSIONS && !known.contains_key(&object_id) {
+            known.clear();
+        }
+        known.insert(object_id, document);
+    }
+
+    fn forget(&self, object_id: ObjectId) {
+        self.known
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&object_id);
+    }
+
+    fn last_known(&self, object_id: ObjectId) -> Option<Versioned> {
+        self.known
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&object_id)
+            .cloned()
     }
 
     /// Applies `change` to the current ledger (a new one when there is none) and writes it,
@@ -262,8 +304,13 @@ impl Ledgers {
         mut change: impl FnMut(&mut Ledger),
     ) -> Result<Ledger, LedgerError> {
         let store_error = |source| LedgerError::Store { object_id, source };
-        for _ in 0..WRITE_ATTEMPTS {
-            let read = self.store.read_ledger(object_id.as_uuid()).await.map_err(store_error)?;
+        // First against the version last seen here (no read); after a conflict, re-read.
+        let mut current = self.last_known(object_id);
+        for attempt in 0..WRITE_ATTEMPTS {
+            let read = match current.take() {
+                Some(known) if attempt == 0 => Some(known),
+                _ => self.read_document(object_id).await?,
+            };
             let now = Utc::now();
             let mut ledger = match &read {
                 Some(document) => decode(object_id, &document.value)?,
@@ -277,9 +324,15 @@ impl Ledgers {
                 .write_ledger(object_id.as_uuid(), &bytes, &ExpectedVersion::from_read(read.as_ref()))
                 .await
             {
-                Ok(_) => return Ok(ledger),
+                Ok(version) => {
+                    self.remember(object_id, Versioned { version, value: bytes });
+                    return Ok(ledger);
+                }
                 Err(error) if error.is_conflict() => continue,
-                Err(error) => return Err(store_error(error)),
+                Err(error) => {
+                    self.forget(object_id);
+                    return Err(store_error(error));
+                }
             }
         }
         Err(LedgerError::Contention { object_id })

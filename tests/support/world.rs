@@ -2,8 +2,8 @@
 //! benchmark and the chaos test: Graph (with Key Vault and Entra), Mailchimp, Stripe and
 //! Salesforce fakes each behind a [`ChaosProxy`], a fresh schema on the real PostgreSQL
 //! when `SIGNUP_TEST_DATABASE_URL` is set, and a state store (Azurite when
-//! `SIGNUP_TEST_STORAGE_CONNECTION_STRING` is set, else the embedded store). Also counts,
-//! per user, what each destination holds.
+//! `SIGNUP_TEST_STORAGE_CONNECTION_STRING` is set, else, or with `SIGNUP_BENCH_STORE=embedded`,
+//! the embedded store). Also counts, per user, what each destination holds.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -176,7 +176,12 @@ impl World {
             .expect_scope(&format!("{}/.default", graph_url.origin().ascii_serialization()));
         salesforce.set_public_url(&proxies.salesforce.url_for(&salesforce.url()));
         let schema = TestSchema::create().await;
-        let (storage, dir, store_kind) = match super::stores::azurite_settings() {
+        // SIGNUP_BENCH_STORE=embedded: the embedded store even when Azurite runs.
+        let azurite = match std::env::var("SIGNUP_BENCH_STORE").as_deref() {
+            Ok("embedded") => None,
+            _ => super::stores::azurite_settings(),
+        };
+        let (storage, dir, store_kind) = match azurite {
             Some(azure) => (azure.into_iter().collect::<Vec<_>>(), None, "Azure Storage on Azurite"),
             None => {
                 let dir = tempfile::tempdir().unwrap();
