@@ -409,6 +409,33 @@ fn every_function_folder_is_packaged_and_its_settings_are_deployed() {
     }
 }
 
+/// scripts/package stops on any top-level entry .funcignore keeps that is not host.json,
+/// the rules file or a function folder: every tracked entry must be one or the other.
+#[test]
+fn every_tracked_top_level_entry_is_packaged_or_ignored() {
+    let listed = std::process::Command::new("git")
+        .args(["ls-files"])
+        .current_dir(root())
+        .output()
+        .expect("git runs");
+    assert!(listed.status.success(), "git ls-files failed");
+    let folders = function_folders();
+    let mut entries: BTreeSet<(String, bool)> = BTreeSet::new();
+    for path in String::from_utf8_lossy(&listed.stdout).lines() {
+        match path.split_once('/') {
+            Some((top, _)) => entries.insert((top.to_string(), true)),
+            None => entries.insert((path.to_string(), false)),
+        };
+    }
+    for (name, is_dir) in entries {
+        let shipped = name == "host.json" || name == "signup-rules.toml" || folders.contains(&name);
+        assert!(
+            shipped || funcignore_excludes(&name, is_dir),
+            "scripts/package would stop at '{name}': add it to .funcignore"
+        );
+    }
+}
+
 #[test]
 fn the_roles_the_code_needs_are_assigned_by_id() {
     let role = Regex::new(
