@@ -8,6 +8,7 @@
 mod support;
 
 use std::time::{Duration, Instant};
+use support::bench::{memory_mib, number};
 use support::handler::RunningHandler;
 use support::jwks_server::JwksServer;
 use support::tokens::{CLIENT_ID, TENANT, TestSigningKey, bearer, valid_claims};
@@ -19,16 +20,6 @@ const SAMPLES: [&str; 2] = [
 const EXAMPLE_RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/signup-rules.example.toml");
 const ENTRA_DEFAULT_BUDGET_MS: f64 = 1000.0;
 
-fn argument(name: &str, default: usize) -> usize {
-    let arguments: Vec<String> = std::env::args().collect();
-    arguments
-        .iter()
-        .position(|argument| argument == name)
-        .and_then(|index| arguments.get(index + 1))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
     sorted[index]
@@ -38,26 +29,11 @@ fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-/// `VmRSS` and `VmHWM` (peak) of a process, in MiB.
-fn memory_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|kib| kib.parse::<f64>().ok())
-            .map(|kib| kib / 1024.0)
-            .unwrap_or(f64::NAN)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 #[tokio::main]
 async fn main() {
-    let requests = argument("--requests", 20_000);
-    let concurrency = argument("--concurrency", 32);
-    let starts = argument("--starts", 10);
+    let requests = number("--requests", 20_000);
+    let concurrency = number("--concurrency", 32);
+    let starts = number("--starts", 10);
 
     let key = TestSigningKey::generate("bench-key");
     let jwks = JwksServer::start(vec![key.jwk_json()]);

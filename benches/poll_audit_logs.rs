@@ -12,74 +12,20 @@
 mod support;
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use signup_bridge::settings::storage::StorageSettings;
-use signup_bridge::store::{self, PROVISION_QUEUE, Store};
+use signup_bridge::store::{PROVISION_QUEUE, Store};
+use support::bench::{memory_mib, number};
 use support::fake_graph::audit_record;
 use support::graph_fakes::GraphFakes;
 use support::handler::{RunningHandler, loopback_client};
+use support::stores::SharedStore;
 
 const AUDIT_LIMIT: usize = 5;
 const AUDIT_WINDOW: Duration = Duration::from_secs(10);
 const TIMER_SAMPLES: &str = include_str!("../tests/fixtures/samples/functions-host-invocations.json");
-
-fn argument(name: &str, default: usize) -> usize {
-    let arguments: Vec<String> = std::env::args().collect();
-    arguments
-        .iter()
-        .position(|argument| argument == name)
-        .and_then(|index| arguments.get(index + 1))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Peak resident memory (`VmHWM`) of a live process, in MiB.
-fn peak_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|line| line.starts_with("VmHWM:"))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|kib| kib.parse::<f64>().ok())
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
-/// Each mode gets its own store (its own name prefix on Azurite, or its own directory).
-struct BenchStore {
-    settings: Vec<(String, String)>,
-    store: Arc<dyn Store>,
-    kind: &'static str,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn bench_store() -> BenchStore {
-    let (settings, dir, kind) = match support::stores::azurite_settings() {
-        Some(azure) => (
-            azure.into_iter().collect::<Vec<_>>(),
-            None,
-            "Azure Storage queue on Azurite",
-        ),
-        None => {
-            let dir = tempfile::tempdir().unwrap();
-            let settings = vec![("SIGNUP_STATE_DIR".to_string(), dir.path().display().to_string())];
-            (settings, Some(dir), "embedded store")
-        }
-    };
-    let map = settings.iter().cloned().collect();
-    let store = store::open(&StorageSettings::from_map(&map).unwrap(), None)
-        .await
-        .unwrap();
-    BenchStore {
-        settings,
-        store,
-        kind,
-        _dir: dir,
-    }
-}
 
 /// Every queued message, read off the queue: (messages, distinct users).
 async fn drain(store: &dyn Store) -> (usize, usize) {
@@ -164,7 +110,7 @@ struct IdleTicks {
 async fn signup_bridge(records: usize, idle_ticks: usize) -> (Run, IdleTicks, &'static str) {
     let now = Utc::now();
     let (fakes, _users) = fakes_with_backlog(records, now);
-    let store = bench_store().await;
+    let store = SharedStore::open().await;
     let mut env = fakes.process_settings();
     env.extend(store.settings.iter().cloned());
     env.push(("POLL_START_AT".into(), (now - chrono::Duration::hours(4)).to_rfc3339()));
@@ -178,7 +124,7 @@ async fn signup_bridge(records: usize, idle_ticks: usize) -> (Run, IdleTicks, &'
     let started = Instant::now();
     let answer = invoke_timer(&handler, &timer).await;
     let seconds = started.elapsed().as_secs_f64();
-    let peak = peak_mib(handler.pid());
+    let (_, peak) = memory_mib(handler.pid());
     assert!(
         answer["Logs"].to_string().contains(&format!("{records} new users")),
         "{answer}"
@@ -228,7 +174,7 @@ async fn signup_bridge(records: usize, idle_ticks: usize) -> (Run, IdleTicks, &'
 async fn seed_loop(records: usize, honour_retry_after: bool) -> Run {
     let now = Utc::now();
     let (fakes, _users) = fakes_with_backlog(records, now);
-    let store = bench_store().await;
+    let store = SharedStore::open().await;
     let credential = fakes.credential();
     let http = fakes.http();
     let last = now - chrono::Duration::hours(4);
@@ -295,8 +241,8 @@ fn row(name: &str, run: &Run, records: usize) -> String {
 
 #[tokio::main]
 async fn main() {
-    let records = argument("--records", 10_000);
-    let idle_ticks = argument("--idle-ticks", 10);
+    let records = number("--records", 10_000);
+    let idle_ticks = number("--idle-ticks", 10);
 
     let (ours, idle, store_kind) = signup_bridge(records, idle_ticks).await;
     assert_eq!(ours.distinct_users, records, "every user handed over");

@@ -20,21 +20,12 @@ use base64::Engine;
 use serde_json::{Value, json};
 use signup_bridge::handover::{DetectionSource, ProvisionMessage};
 use signup_bridge::store::PROVISION_QUEUE;
+use support::bench::{argument, number};
 use support::chaos_proxy::Plan;
 use support::handler::{BINARY, free_port};
 use support::world::{GROUP, MAILCHIMP_KEY, MAILCHIMP_LIST, SF_CLIENT, SF_FIELD, SF_SECRET, STRIPE_KEY, World};
 
 const LATENCY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_millis(200));
-
-fn argument(name: &str, default: &str) -> String {
-    let arguments: Vec<String> = std::env::args().collect();
-    arguments
-        .iter()
-        .position(|argument| argument == name)
-        .and_then(|index| arguments.get(index + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_string())
-}
 
 async fn world(seed: u64) -> World {
     let world = World::start(|seed| Plan::latency(LATENCY.0, LATENCY.1, seed), seed).await;
@@ -174,12 +165,8 @@ async fn seed_loop(users: usize, seed: u64) -> Measured {
             ("client_id", SF_CLIENT),
             ("client_secret", SF_SECRET),
         ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .call("salesforce token")
+        .await;
     let (sf_token, instance) = (
         token["access_token"].as_str().unwrap().to_string(),
         token["instance_url"].as_str().unwrap().to_string(),
@@ -189,33 +176,21 @@ async fn seed_loop(users: usize, seed: u64) -> Measured {
         let user: Value = http
             .get(format!("{graph}/v1.0/users/{id}"))
             .bearer_auth(graph_token.token.secret())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .call("graph user")
+            .await;
         let email = user["mail"].as_str().unwrap().to_string();
         let (given, surname) = (user["givenName"].as_str().unwrap(), user["surname"].as_str().unwrap());
-        let status = http
-            .post(format!("{graph}/v1.0/groups/{GROUP}/members/$ref"))
+        http.post(format!("{graph}/v1.0/groups/{GROUP}/members/$ref"))
             .bearer_auth(graph_token.token.secret())
             .json(&json!({"@odata.id": format!("{graph}/v1.0/directoryObjects/{id}")}))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert!(status.is_success(), "group: {status}");
+            .call("group")
+            .await;
         let hash = support::fake_mailchimp::subscriber_hash(&email);
-        let status = http
-            .put(format!("{mailchimp}/3.0/lists/{MAILCHIMP_LIST}/members/{hash}"))
+        http.put(format!("{mailchimp}/3.0/lists/{MAILCHIMP_LIST}/members/{hash}"))
             .header("Authorization", format!("Basic {basic}"))
             .json(&json!({"email_address": email, "status_if_new": "subscribed"}))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert!(status.is_success(), "mailchimp: {status}");
+            .call("mailchimp")
+            .await;
         let customer: Value = http
             .post(format!("{stripe}/v1/customers"))
             .bearer_auth(STRIPE_KEY)
@@ -224,24 +199,16 @@ async fn seed_loop(users: usize, seed: u64) -> Measured {
                 ("name", &format!("{given} {surname}")),
                 ("metadata[entra_object_id]", &id.to_string()),
             ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .call("stripe")
+            .await;
         assert!(customer["id"].is_string(), "stripe: {customer}");
-        let status = http
-            .patch(format!(
-                "{instance}/services/data/v61.0/sobjects/Contact/{SF_FIELD}/{id}"
-            ))
-            .bearer_auth(&sf_token)
-            .json(&json!({"FirstName": given, "LastName": surname, "Email": email}))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert!(status.is_success(), "salesforce: {status}");
+        http.patch(format!(
+            "{instance}/services/data/v61.0/sobjects/Contact/{SF_FIELD}/{id}"
+        ))
+        .bearer_auth(&sf_token)
+        .json(&json!({"FirstName": given, "LastName": surname, "Email": email}))
+        .call("salesforce")
+        .await;
         if let Some(database) = &database {
             database
                 .execute(
@@ -264,12 +231,24 @@ async fn seed_loop(users: usize, seed: u64) -> Measured {
     }
 }
 
+/// One call of the seed's loop: it has no retries, so a failure stops the benchmark.
+trait SeedCall {
+    async fn call(self, what: &str) -> Value;
+}
+
+impl SeedCall for reqwest::RequestBuilder {
+    async fn call(self, what: &str) -> Value {
+        let response = self.send().await.unwrap_or_else(|error| panic!("{what}: {error}"));
+        let status = response.status();
+        assert!(status.is_success(), "{what}: {status}");
+        response.json().await.unwrap_or(Value::Null)
+    }
+}
+
 #[tokio::main]
 async fn main() {
-    let users: usize = argument("--users", "2000").parse().expect("--users N");
-    let sequential_users: usize = argument("--sequential-users", "250")
-        .parse()
-        .expect("--sequential-users N");
+    let users = number("--users", 2000);
+    let sequential_users = number("--sequential-users", 250);
     let concurrencies: Vec<usize> = argument("--concurrency", "1,4,8,16,32,64")
         .split(',')
         .map(|c| c.trim().parse().expect("--concurrency 1,4,..."))

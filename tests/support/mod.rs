@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod app_certs;
+pub mod bench;
 pub mod chaos_proxy;
 pub mod extension;
 pub mod fake_entra;

@@ -55,3 +55,39 @@ pub async fn embedded() -> (Arc<dyn Store>, tempfile::TempDir) {
         .unwrap();
     (store, dir)
 }
+
+/// The state store a spawned `signup-bridge` shares with the test: Azure Storage on Azurite
+/// (its own name prefix) when it runs, else the embedded store in a fresh directory;
+/// `SIGNUP_BENCH_STORE=embedded` picks the embedded store even with Azurite running.
+pub struct SharedStore {
+    /// The settings that point the process at it.
+    pub settings: Vec<(String, String)>,
+    pub store: Arc<dyn Store>,
+    pub kind: &'static str,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl SharedStore {
+    pub async fn open() -> SharedStore {
+        let azurite = match std::env::var("SIGNUP_BENCH_STORE").as_deref() {
+            Ok("embedded") => None,
+            _ => azurite_settings(),
+        };
+        let (settings, dir, kind) = match azurite {
+            Some(azure) => (azure.into_iter().collect::<Vec<_>>(), None, "Azure Storage on Azurite"),
+            None => {
+                let dir = tempfile::tempdir().unwrap();
+                let settings = vec![("SIGNUP_STATE_DIR".to_string(), dir.path().display().to_string())];
+                (settings, Some(dir), "the embedded store")
+            }
+        };
+        let map = settings.iter().cloned().collect();
+        let store = open(&StorageSettings::from_map(&map).unwrap(), None).await.unwrap();
+        SharedStore {
+            settings,
+            store,
+            kind,
+            _dir: dir,
+        }
+    }
+}

@@ -10,8 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use signup_bridge::settings::storage::StorageSettings;
-use signup_bridge::store::{self, Store};
+use signup_bridge::store::Store;
 use tokio_postgres::NoTls;
 use url::Url;
 use uuid::Uuid;
@@ -119,8 +118,7 @@ pub struct World {
     pub schema: Option<TestSchema>,
     pub store: Arc<dyn Store>,
     pub store_kind: &'static str,
-    storage: Vec<(String, String)>,
-    _dir: Option<tempfile::TempDir>,
+    state: super::stores::SharedStore,
 }
 
 /// What every destination holds for the users asked about.
@@ -176,23 +174,7 @@ impl World {
             .expect_scope(&format!("{}/.default", graph_url.origin().ascii_serialization()));
         salesforce.set_public_url(&proxies.salesforce.url_for(&salesforce.url()));
         let schema = TestSchema::create().await;
-        // SIGNUP_BENCH_STORE=embedded: the embedded store even when Azurite runs.
-        let azurite = match std::env::var("SIGNUP_BENCH_STORE").as_deref() {
-            Ok("embedded") => None,
-            _ => super::stores::azurite_settings(),
-        };
-        let (storage, dir, store_kind) = match azurite {
-            Some(azure) => (azure.into_iter().collect::<Vec<_>>(), None, "Azure Storage on Azurite"),
-            None => {
-                let dir = tempfile::tempdir().unwrap();
-                let settings = vec![("SIGNUP_STATE_DIR".to_string(), dir.path().display().to_string())];
-                (settings, Some(dir), "the embedded store")
-            }
-        };
-        let map = storage.iter().cloned().collect();
-        let store = store::open(&StorageSettings::from_map(&map).unwrap(), None)
-            .await
-            .unwrap();
+        let state = super::stores::SharedStore::open().await;
         World {
             fakes,
             mailchimp,
@@ -200,10 +182,9 @@ impl World {
             salesforce,
             proxies,
             schema,
-            store,
-            store_kind,
-            storage,
-            _dir: dir,
+            store: state.store.clone(),
+            store_kind: state.kind,
+            state,
         }
     }
 
@@ -212,7 +193,7 @@ impl World {
         let mut env = self.fakes.process_settings();
         let graph_url = self.proxies.graph.url_for(&self.fakes.graph.url());
         env.retain(|(name, _)| name != "GRAPH_BASE_URL");
-        env.extend(self.storage.iter().cloned());
+        env.extend(self.state.settings.iter().cloned());
         env.extend(
             [
                 ("GRAPH_BASE_URL", graph_url.to_string()),
