@@ -135,15 +135,23 @@ async fn chaos(config: Chaos) {
     let mut run = spawn_run(&settings, logs.path(), config.kills);
     let deadline = Instant::now() + config.settle;
     let store = world.store.as_ref();
-    let mut left = usize::MAX;
+    // Reading every ledger loads the store under test: only once the queue is empty.
+    let mut left = None;
     while Instant::now() < deadline {
-        left = unfinished(store, &users).await;
-        if left == 0 && store.approximate_count(&PROVISION_QUEUE).await.unwrap_or(1) == 0 {
-            break;
+        if store.approximate_count(&PROVISION_QUEUE).await.unwrap_or(1) == 0 {
+            let unfinished = unfinished(store, &users).await;
+            left = Some(unfinished);
+            if unfinished == 0 {
+                break;
+            }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let settled = started.elapsed();
+    let left = match left {
+        Some(0) => 0,
+        _ => unfinished(store, &users).await,
+    };
     // One more tick of the poll: it may still be in a window when the last user finished.
     tokio::time::sleep(Duration::from_secs(1)).await;
     run.start_kill().unwrap();

@@ -12,78 +12,27 @@ use serde_json::{Value, json};
 use signup_bridge::provisioning::destinations::postgres::{MIGRATIONS, PostgresDestination};
 use signup_bridge::provisioning::destinations::{Email, NewUser, ObjectId, Outcome};
 use signup_bridge::settings::destinations::DestinationSettings;
+use support::postgres::TestSchema;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 const ID: &str = "aaaabbbb-0000-cccc-1111-dddd2222eeee";
 const EMAIL: &str = "jane.doe@contoso.com";
 
-/// The test database's URL, or `None` (after saying so loudly) when there is none.
-fn database_url(test: &str) -> Option<String> {
-    match std::env::var("SIGNUP_TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var("SIGNUP_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("{test}: SIGNUP_TEST_DATABASE_URL is not set but SIGNUP_TEST_REQUIRE_SERVICES=1")
-        }
-        _ => {
-            eprintln!(
-                "\n*** SKIPPED {test}: SIGNUP_TEST_DATABASE_URL is not set; run ./scripts/test \
-                 (or ./scripts/test --services-only and source .test-state/services.env) ***\n"
-            );
-            None
-        }
-    }
+/// The destination this test checks, on the schema.
+fn destination(schema: &TestSchema) -> PostgresDestination {
+    let values = HashMap::from([
+        ("SIGNUP_DATABASE_URL".to_string(), schema.database_url()),
+        ("SIGNUP_DATABASE_POOL_SIZE".to_string(), "2".to_string()),
+    ]);
+    let settings = DestinationSettings::from_map(&values).unwrap().postgres.unwrap();
+    PostgresDestination::new(&settings).unwrap()
 }
 
-/// A fresh schema on the test database.
-struct Schema {
-    url: String,
-    name: String,
-    admin: tokio_postgres::Client,
-}
-
-impl Schema {
-    async fn create(url: &str) -> Schema {
-        let (admin, connection) = tokio_postgres::connect(url, NoTls)
-            .await
-            .expect("connect to the test database");
-        tokio::spawn(connection);
-        let name = format!("signup_test_{}", Uuid::new_v4().simple());
-        admin.batch_execute(&format!("CREATE SCHEMA {name}")).await.unwrap();
-        Schema {
-            url: url.to_string(),
-            name,
-            admin,
-        }
-    }
-
-    /// `SIGNUP_DATABASE_URL` with this schema first on the search path.
-    fn database_url(&self) -> String {
-        let separator = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{separator}options=-c%20search_path%3D{}", self.url, self.name)
-    }
-
-    fn destination(&self) -> PostgresDestination {
-        let values = HashMap::from([
-            ("SIGNUP_DATABASE_URL".to_string(), self.database_url()),
-            ("SIGNUP_DATABASE_POOL_SIZE".to_string(), "2".to_string()),
-        ]);
-        let settings = DestinationSettings::from_map(&values).unwrap().postgres.unwrap();
-        PostgresDestination::new(&settings).unwrap()
-    }
-
-    async fn rows(&self, sql: &str) -> Vec<tokio_postgres::Row> {
-        let sql = sql.replace("{schema}", &self.name);
-        self.admin.query(&sql, &[]).await.unwrap()
-    }
-
-    async fn drop(self) {
-        let _ = self
-            .admin
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name))
-            .await;
-    }
+/// `sql` with `{schema}` standing for the schema's name.
+async fn rows(schema: &TestSchema, sql: &str) -> Vec<tokio_postgres::Row> {
+    let sql = sql.replace("{schema}", &schema.name);
+    schema.admin.query(&sql, &[]).await.unwrap()
 }
 
 fn user() -> NewUser {
@@ -103,11 +52,10 @@ fn ids(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 #[tokio::test]
 async fn migrating_twice_applies_each_migration_once() {
-    let Some(url) = database_url("migrating_twice_applies_each_migration_once") else {
+    let Some(schema) = TestSchema::create("migrating_twice_applies_each_migration_once").await else {
         return;
     };
-    let schema = Schema::create(&url).await;
-    let destination = schema.destination();
+    let destination = destination(&schema);
 
     let first = destination.migrate().await.unwrap();
     let second = destination.migrate().await.unwrap();
@@ -117,16 +65,14 @@ async fn migrating_twice_applies_each_migration_once() {
     assert!(first.already_applied.is_empty());
     assert!(second.applied.is_empty());
     assert_eq!(second.already_applied, all);
-    let recorded = schema
-        .rows("SELECT version FROM {schema}.signup_bridge_migrations")
-        .await;
+    let recorded = rows(&schema, "SELECT version FROM {schema}.signup_bridge_migrations").await;
     assert_eq!(recorded.len(), MIGRATIONS.len());
-    let columns = schema
-        .rows(
-            "SELECT column_name FROM information_schema.columns \
+    let columns = rows(
+        &schema,
+        "SELECT column_name FROM information_schema.columns \
              WHERE table_schema = '{schema}' AND table_name = 'signup_users' ORDER BY ordinal_position",
-        )
-        .await;
+    )
+    .await;
     let columns: Vec<String> = columns.iter().map(|row| row.get(0)).collect();
     assert_eq!(
         columns,
@@ -145,12 +91,11 @@ async fn migrating_twice_applies_each_migration_once() {
 
 #[tokio::test]
 async fn instances_migrating_at_the_same_time_do_not_collide() {
-    let Some(url) = database_url("instances_migrating_at_the_same_time_do_not_collide") else {
+    let Some(schema) = TestSchema::create("instances_migrating_at_the_same_time_do_not_collide").await else {
         return;
     };
-    let schema = Schema::create(&url).await;
     // Separate pools, as separate instances would have.
-    let instances: Vec<PostgresDestination> = (0..4).map(|_| schema.destination()).collect();
+    let instances: Vec<PostgresDestination> = (0..4).map(|_| destination(&schema)).collect();
 
     let reports = futures_util::future::join_all(instances.iter().map(PostgresDestination::migrate)).await;
 
@@ -161,20 +106,17 @@ async fn instances_migrating_at_the_same_time_do_not_collide() {
         "{reports:?}"
     );
     assert_eq!(reports.iter().filter(|report| report.applied.is_empty()).count(), 3);
-    let recorded = schema
-        .rows("SELECT version FROM {schema}.signup_bridge_migrations")
-        .await;
+    let recorded = rows(&schema, "SELECT version FROM {schema}.signup_bridge_migrations").await;
     assert_eq!(recorded.len(), MIGRATIONS.len());
     schema.drop().await;
 }
 
 #[tokio::test]
 async fn three_deliveries_make_one_row_and_external_ids_are_merged() {
-    let Some(url) = database_url("three_deliveries_make_one_row_and_external_ids_are_merged") else {
+    let Some(schema) = TestSchema::create("three_deliveries_make_one_row_and_external_ids_are_merged").await else {
         return;
     };
-    let schema = Schema::create(&url).await;
-    let destination = schema.destination();
+    let destination = destination(&schema);
     destination.migrate().await.unwrap();
 
     for _ in 0..3 {
@@ -184,9 +126,11 @@ async fn three_deliveries_make_one_row_and_external_ids_are_merged() {
             .unwrap();
         assert_eq!(outcome, Outcome::Done { external_id: None });
     }
-    let first = schema
-        .rows("SELECT first_provisioned_at, last_provisioned_at FROM {schema}.signup_users")
-        .await;
+    let first = rows(
+        &schema,
+        "SELECT first_provisioned_at, last_provisioned_at FROM {schema}.signup_users",
+    )
+    .await;
     let first_provisioned: DateTime<Utc> = first[0].get(0);
 
     // A later delivery knows more ids, a replay with fewer must not lose any, and a user
@@ -198,12 +142,12 @@ async fn three_deliveries_make_one_row_and_external_ids_are_merged() {
     let no_email = NewUser { email: None, ..user() };
     destination.upsert_user(&no_email, &ids(&[])).await.unwrap();
 
-    let rows = schema
-        .rows(
-            "SELECT entra_object_id, email, display_name, created_at, external_ids, first_provisioned_at, \
+    let rows = rows(
+        &schema,
+        "SELECT entra_object_id, email, display_name, created_at, external_ids, first_provisioned_at, \
              last_provisioned_at FROM {schema}.signup_users",
-        )
-        .await;
+    )
+    .await;
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
     assert_eq!(row.get::<_, Uuid>(0).to_string(), ID);
@@ -221,11 +165,10 @@ async fn three_deliveries_make_one_row_and_external_ids_are_merged() {
 
 #[tokio::test]
 async fn users_are_kept_apart() {
-    let Some(url) = database_url("users_are_kept_apart") else {
+    let Some(schema) = TestSchema::create("users_are_kept_apart").await else {
         return;
     };
-    let schema = Schema::create(&url).await;
-    let destination = schema.destination();
+    let destination = destination(&schema);
     destination.migrate().await.unwrap();
 
     let other = NewUser {
@@ -238,17 +181,16 @@ async fn users_are_kept_apart() {
     let results = futures_util::future::join_all(users.iter().map(|user| destination.upsert_user(user, &none))).await;
 
     assert!(results.iter().all(Result::is_ok), "{results:?}");
-    assert_eq!(schema.rows("SELECT 1 FROM {schema}.signup_users").await.len(), 2);
+    assert_eq!(rows(&schema, "SELECT 1 FROM {schema}.signup_users").await.len(), 2);
     schema.drop().await;
 }
 
 #[tokio::test]
 async fn a_missing_table_is_a_permanent_error_without_personal_data() {
-    let Some(url) = database_url("a_missing_table_is_a_permanent_error_without_personal_data") else {
+    let Some(schema) = TestSchema::create("a_missing_table_is_a_permanent_error_without_personal_data").await else {
         return;
     };
-    let schema = Schema::create(&url).await;
-    let destination = schema.destination(); // not migrated
+    let destination = destination(&schema); // not migrated
 
     let error = destination.upsert_user(&user(), &BTreeMap::new()).await.unwrap_err();
 

@@ -25,7 +25,7 @@ use support::fake_mailchimp::FakeMailchimp;
 use support::fake_salesforce::FakeSalesforce;
 use support::fake_stripe::FakeStripe;
 use support::graph_fakes::GraphFakes;
-use tokio_postgres::NoTls;
+use support::postgres::TestSchema;
 use uuid::Uuid;
 
 const USER: &str = "84360e8b-3321-4e37-b9ec-10fccd0263b8";
@@ -130,61 +130,21 @@ impl Store for RecordingStore {
 
 // ---------- PostgreSQL: a schema per test ----------
 
-fn database_url() -> Option<String> {
-    match std::env::var("SIGNUP_TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var("SIGNUP_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("SIGNUP_TEST_DATABASE_URL is not set but SIGNUP_TEST_REQUIRE_SERVICES=1")
-        }
-        _ => {
-            eprintln!(
-                "\n*** PostgreSQL not running (SIGNUP_TEST_DATABASE_URL unset): its destination is left out ***\n"
-            );
-            None
-        }
-    }
-}
-
-struct Schema {
-    url: String,
-    name: String,
-    admin: tokio_postgres::Client,
-}
-
-impl Schema {
-    async fn create(url: &str) -> Schema {
-        let (admin, connection) = tokio_postgres::connect(url, NoTls).await.expect("the test database");
-        tokio::spawn(connection);
-        let name = format!("signup_test_{}", Uuid::new_v4().simple());
-        admin.batch_execute(&format!("CREATE SCHEMA {name}")).await.unwrap();
-        Schema {
-            url: url.to_string(),
-            name,
-            admin,
-        }
-    }
-
-    fn database_url(&self) -> String {
-        let separator = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{separator}options=-c%20search_path%3D{}", self.url, self.name)
-    }
-
-    /// (row count, external_ids) of the user's rows.
-    async fn user_row(&self, id: &str) -> (usize, Value) {
-        let rows = self
-            .admin
-            .query(
-                &format!(
-                    "SELECT external_ids FROM {}.signup_users WHERE entra_object_id = $1",
-                    self.name
-                ),
-                &[&Uuid::parse_str(id).unwrap()],
-            )
-            .await
-            .unwrap();
-        let ids = rows.first().map(|row| row.get::<_, Value>(0)).unwrap_or(Value::Null);
-        (rows.len(), ids)
-    }
+/// (row count, external_ids) of the user's rows.
+async fn user_row(schema: &TestSchema, id: &str) -> (usize, Value) {
+    let rows = schema
+        .admin
+        .query(
+            &format!(
+                "SELECT external_ids FROM {}.signup_users WHERE entra_object_id = $1",
+                schema.name
+            ),
+            &[&Uuid::parse_str(id).unwrap()],
+        )
+        .await
+        .unwrap();
+    let ids = rows.first().map(|row| row.get::<_, Value>(0)).unwrap_or(Value::Null);
+    (rows.len(), ids)
 }
 
 // ---------- the fixture ----------
@@ -194,7 +154,7 @@ struct Fixture {
     mailchimp: FakeMailchimp,
     stripe: FakeStripe,
     salesforce: FakeSalesforce,
-    schema: Option<Schema>,
+    schema: Option<TestSchema>,
     store: Arc<RecordingStore>,
     pipeline: Pipeline,
     _dir: Option<tempfile::TempDir>,
@@ -242,10 +202,7 @@ impl Fixture {
         let mailchimp = FakeMailchimp::start(MAILCHIMP_KEY, MAILCHIMP_LIST).await;
         let stripe = FakeStripe::start(STRIPE_KEY).await;
         let salesforce = FakeSalesforce::start(SF_CLIENT, SF_SECRET, SF_FIELD).await;
-        let schema = match database_url() {
-            Some(url) => Some(Schema::create(&url).await),
-            None => None,
-        };
+        let schema = TestSchema::create("provision_user (its PostgreSQL destination)").await;
         let mut values: HashMap<String, String> = [
             ("PROVISION_EXTENSION_APP_ID", EXTENSIONS_APP.to_string()),
             ("DIRECTORY_DISPLAY_NAME_TEMPLATE", "{givenName} {surname}".to_string()),
@@ -436,7 +393,7 @@ async fn the_same_message_three_times_has_each_effect_once(backend: Backend) {
     );
     if let Some(schema) = &fx.schema {
         assert_eq!(state(&ledger, Destination::Postgres), (State::Done, 1));
-        let (rows, ids) = schema.user_row(USER).await;
+        let (rows, ids) = user_row(schema, USER).await;
         assert_eq!(rows, 1);
         assert_eq!(ids["stripe"], customer.as_str());
         assert!(ids["salesforce"].is_string(), "{ids}");
@@ -513,7 +470,7 @@ async fn a_destination_down_three_times_is_done_on_the_fourth_attempt(backend: B
     assert_eq!((fx.mailchimp_puts(), fx.stripe_creates()), (1, 1));
     if let Some(schema) = &fx.schema {
         // PostgreSQL went ahead without the Contact id, and got it once it arrived.
-        let (rows, ids) = schema.user_row(USER).await;
+        let (rows, ids) = user_row(schema, USER).await;
         assert_eq!(rows, 1);
         assert!(ids["salesforce"].is_string(), "{ids}");
     }

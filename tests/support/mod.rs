@@ -17,6 +17,7 @@ pub mod fake_stripe;
 pub mod graph_fakes;
 pub mod handler;
 pub mod jwks_server;
+pub mod postgres;
 pub mod stores;
 pub mod tls;
 pub mod tokens;

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use signup_bridge::store::Store;
-use tokio_postgres::NoTls;
 use url::Url;
 use uuid::Uuid;
 
@@ -21,6 +20,7 @@ use super::fake_mailchimp::FakeMailchimp;
 use super::fake_salesforce::FakeSalesforce;
 use super::fake_stripe::FakeStripe;
 use super::graph_fakes::GraphFakes;
+use super::postgres::TestSchema;
 
 pub const EXTENSIONS_APP: &str = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9";
 pub const PREFIX: &str = "extension_0a1b2c3d4e5f60718293a4b5c6d7e8f9_";
@@ -33,58 +33,9 @@ pub const SF_CLIENT: &str = "3MVG9fakeConsumerKey";
 pub const SF_SECRET: &str = "FAKE-consumer-secret-0123456789";
 pub const SF_FIELD: &str = "Entra_Object_Id__c";
 
-/// A fresh schema on the test database, `None` (skipped loudly) without one; fails when
-/// `SIGNUP_TEST_REQUIRE_SERVICES=1`.
-pub struct TestSchema {
-    url: String,
-    pub name: String,
-    pub admin: tokio_postgres::Client,
-}
-
-impl TestSchema {
-    pub async fn create() -> Option<TestSchema> {
-        let url = match std::env::var("SIGNUP_TEST_DATABASE_URL") {
-            Ok(url) if !url.trim().is_empty() => url,
-            _ if std::env::var("SIGNUP_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-                panic!("SIGNUP_TEST_DATABASE_URL is not set but SIGNUP_TEST_REQUIRE_SERVICES=1")
-            }
-            _ => {
-                eprintln!(
-                    "\n*** PostgreSQL not running (SIGNUP_TEST_DATABASE_URL unset): its destination is left out ***\n"
-                );
-                return None;
-            }
-        };
-        let (admin, connection) = tokio_postgres::connect(&url, NoTls).await.expect("the test database");
-        tokio::spawn(connection);
-        let name = format!("signup_test_{}", Uuid::new_v4().simple());
-        admin.batch_execute(&format!("CREATE SCHEMA {name}")).await.unwrap();
-        Some(TestSchema { url, name, admin })
-    }
-
-    /// `SIGNUP_DATABASE_URL` with this schema first on the search path.
-    pub fn database_url(&self) -> String {
-        let separator = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{separator}options=-c%20search_path%3D{}", self.url, self.name)
-    }
-
-    /// Rows per object id.
-    pub async fn rows_per_user(&self) -> HashMap<Uuid, usize> {
-        let rows = self
-            .admin
-            .query(
-                &format!(
-                    "SELECT entra_object_id, count(*) FROM {}.signup_users GROUP BY entra_object_id",
-                    self.name
-                ),
-                &[],
-            )
-            .await
-            .unwrap_or_default();
-        rows.iter()
-            .map(|row| (row.get::<_, Uuid>(0), row.get::<_, i64>(1) as usize))
-            .collect()
-    }
+/// The email [`World::add_users`] gives a user.
+fn email_of(id: &Uuid) -> String {
+    format!("ada.{}@contoso.com", &id.simple().to_string()[..10])
 }
 
 fn addr(url: &Url) -> SocketAddr {
@@ -173,7 +124,7 @@ impl World {
             .entra
             .expect_scope(&format!("{}/.default", graph_url.origin().ascii_serialization()));
         salesforce.set_public_url(&proxies.salesforce.url_for(&salesforce.url()));
-        let schema = TestSchema::create().await;
+        let schema = TestSchema::create("signup-bridge run").await;
         let state = super::stores::SharedStore::open().await;
         World {
             fakes,
@@ -237,16 +188,17 @@ impl World {
             .map(|_| {
                 let id = Uuid::new_v4();
                 let tag = &id.simple().to_string()[..10];
+                let email = email_of(&id);
                 self.fakes.graph.add_user(json!({
                     "id": id.to_string(),
                     "displayName": "unknown",
                     "givenName": format!("Ada{tag}"),
                     "surname": "Lovelace",
-                    "mail": format!("ada.{tag}@contoso.com"),
+                    "mail": email,
                     "userPrincipalName": format!("{id}@{DOMAIN}"),
                     "createdDateTime": chrono::Utc::now().to_rfc3339(),
                     "identities": [
-                        {"signInType": "emailAddress", "issuer": DOMAIN, "issuerAssignedId": format!("ada.{tag}@contoso.com")}
+                        {"signInType": "emailAddress", "issuer": DOMAIN, "issuerAssignedId": email}
                     ],
                     format!("{PREFIX}onMailingList"): true,
                 }));
@@ -274,13 +226,7 @@ impl World {
         }
         let emails: HashMap<String, String> = users
             .iter()
-            .map(|id| {
-                let tag = &id.simple().to_string()[..10];
-                (
-                    super::fake_mailchimp::subscriber_hash(&format!("ada.{tag}@contoso.com")),
-                    id.to_string(),
-                )
-            })
+            .map(|id| (super::fake_mailchimp::subscriber_hash(&email_of(id)), id.to_string()))
             .collect();
         let members = self.mailchimp.members();
         // Contacts are keyed by the External ID; a duplicate would be a second creation.
